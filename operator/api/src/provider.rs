@@ -1,0 +1,288 @@
+//! Traffic providers (`spec.provider`) and what each one can execute.
+//!
+//! Unknown names are an error that names the field. Flagger falls back to Istio with a log
+//! line; we never do. The capability table follows Flagger's code (not its docs) for the
+//! providers it supports, plus Siskin's built-in router, which can do everything.
+
+use std::{fmt, str::FromStr};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A traffic management provider: Siskin's built-in router or an external mesh/ingress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Provider {
+    /// Siskin's own L7 router, configured through a Gateway API `HTTPRoute` it owns.
+    Builtin,
+    /// Apache APISIX (`ApisixRoute`).
+    Apisix,
+    /// AWS App Mesh v1beta1.
+    AppMesh,
+    /// AWS App Mesh v1beta2.
+    AppMeshV1beta2,
+    /// Contour `HTTPProxy`.
+    Contour,
+    /// Gateway API `HTTPRoute` v1.
+    GatewayApiV1,
+    /// Gateway API `HTTPRoute` v1beta1.
+    GatewayApiV1beta1,
+    /// Gloo Edge `RouteTable`.
+    Gloo,
+    /// Istio `VirtualService`.
+    Istio,
+    /// Knative Serving.
+    Knative,
+    /// Plain Kubernetes Services (blue/green by selector).
+    Kubernetes,
+    /// Kuma `TrafficRoute`.
+    Kuma,
+    /// Linkerd (SMI `TrafficSplit` v1alpha1 through linkerd-smi).
+    Linkerd,
+    /// ingress-nginx canary annotations.
+    Nginx,
+    /// Open Service Mesh.
+    Osm,
+    /// Skipper ingress.
+    Skipper,
+    /// SMI `TrafficSplit` v1alpha1.
+    SmiV1alpha1,
+    /// SMI `TrafficSplit` v1alpha2.
+    SmiV1alpha2,
+    /// SMI `TrafficSplit` v1alpha3.
+    SmiV1alpha3,
+    /// Traefik `TraefikService`.
+    Traefik,
+}
+
+/// What a provider can execute. `validate` refuses a Canary that asks for more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Progressive weights (canary strategy).
+    pub weights: bool,
+    /// A/B routing by header, cookie or query parameter (`analysis.match`).
+    pub header_match: bool,
+    /// Traffic mirroring (`analysis.mirror`).
+    pub mirror: bool,
+    /// Mirroring during a canary (weighted) run, not only blue/green.
+    pub mirror_in_canary: bool,
+    /// Percentage mirroring (`analysis.mirrorWeight`).
+    pub mirror_weight: bool,
+    /// Sticky sessions (`analysis.sessionAffinity`).
+    pub session_affinity: bool,
+    /// A primary cookie (`sessionAffinity.primaryCookieName`).
+    pub primary_cookie: bool,
+}
+
+/// A provider name that is not one we know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider {0:?}; use one of: {list}", list = Provider::NAMES.join(", "))]
+pub struct UnknownProvider(pub String);
+
+// === impl Provider ===
+
+impl Provider {
+    /// Every provider name accepted in `spec.provider` (the CRD enum).
+    pub const NAMES: [&'static str; 20] = [
+        "builtin",
+        "apisix",
+        "appmesh",
+        "appmesh:v1beta2",
+        "contour",
+        "gatewayapi:v1",
+        "gatewayapi:v1beta1",
+        "gloo",
+        "istio",
+        "knative",
+        "kubernetes",
+        "kuma",
+        "linkerd",
+        "nginx",
+        "osm",
+        "skipper",
+        "smi:v1alpha1",
+        "smi:v1alpha2",
+        "smi:v1alpha3",
+        "traefik",
+    ];
+
+    /// The name as written in `spec.provider`.
+    pub fn name(self) -> &'static str {
+        use Provider::*;
+        match self {
+            Builtin => "builtin",
+            Apisix => "apisix",
+            AppMesh => "appmesh",
+            AppMeshV1beta2 => "appmesh:v1beta2",
+            Contour => "contour",
+            GatewayApiV1 => "gatewayapi:v1",
+            GatewayApiV1beta1 => "gatewayapi:v1beta1",
+            Gloo => "gloo",
+            Istio => "istio",
+            Knative => "knative",
+            Kubernetes => "kubernetes",
+            Kuma => "kuma",
+            Linkerd => "linkerd",
+            Nginx => "nginx",
+            Osm => "osm",
+            Skipper => "skipper",
+            SmiV1alpha1 => "smi:v1alpha1",
+            SmiV1alpha2 => "smi:v1alpha2",
+            SmiV1alpha3 => "smi:v1alpha3",
+            Traefik => "traefik",
+        }
+    }
+
+    /// What this provider can execute (Flagger's code, `../shared/spec/flagger.md` §5.3).
+    pub fn capabilities(self) -> Capabilities {
+        use Provider::*;
+        let none = Capabilities {
+            weights: true,
+            header_match: false,
+            mirror: false,
+            mirror_in_canary: false,
+            mirror_weight: false,
+            session_affinity: false,
+            primary_cookie: false,
+        };
+        match self {
+            Builtin | Istio => Capabilities {
+                header_match: true,
+                mirror: true,
+                mirror_in_canary: true,
+                mirror_weight: true,
+                session_affinity: true,
+                primary_cookie: true,
+                ..none
+            },
+            GatewayApiV1 => Capabilities {
+                header_match: true,
+                mirror: true,
+                session_affinity: true,
+                primary_cookie: true,
+                ..none
+            },
+            GatewayApiV1beta1 => Capabilities {
+                header_match: true,
+                mirror: true,
+                session_affinity: true,
+                ..none
+            },
+            AppMesh | AppMeshV1beta2 | Contour | Gloo | Nginx => Capabilities {
+                header_match: true,
+                ..none
+            },
+            Kubernetes => Capabilities {
+                weights: false,
+                ..none
+            },
+            Apisix | Knative | Kuma | Linkerd | Osm | Skipper | SmiV1alpha1 | SmiV1alpha2
+            | SmiV1alpha3 | Traefik => none,
+        }
+    }
+}
+
+impl FromStr for Provider {
+    type Err = UnknownProvider;
+
+    /// Parses a provider name. SMI names may carry a mesh suffix (`smi:v1alpha3:istio`), as
+    /// Flagger's `-mesh-provider` flag allows.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use Provider::*;
+        let base = match s.strip_prefix("smi:") {
+            Some(rest) => match rest.split_once(':') {
+                Some((version, _mesh)) => &s[..4 + version.len()],
+                None => s,
+            },
+            None => s,
+        };
+        Ok(match base {
+            "builtin" => Builtin,
+            "apisix" => Apisix,
+            "appmesh" => AppMesh,
+            "appmesh:v1beta2" => AppMeshV1beta2,
+            "contour" => Contour,
+            "gatewayapi:v1" => GatewayApiV1,
+            "gatewayapi:v1beta1" => GatewayApiV1beta1,
+            "gloo" => Gloo,
+            "istio" => Istio,
+            "knative" => Knative,
+            "kubernetes" => Kubernetes,
+            "kuma" => Kuma,
+            "linkerd" => Linkerd,
+            "nginx" => Nginx,
+            "osm" => Osm,
+            "skipper" => Skipper,
+            "smi:v1alpha1" => SmiV1alpha1,
+            "smi:v1alpha2" => SmiV1alpha2,
+            "smi:v1alpha3" => SmiV1alpha3,
+            "traefik" => Traefik,
+            _ => return Err(UnknownProvider(s.to_string())),
+        })
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Provider {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Provider {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Provider {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Provider".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Traffic management provider; empty selects the operator's --mesh-provider (default builtin).",
+            "enum": Provider::NAMES,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_round_trips() {
+        for name in Provider::NAMES {
+            let p: Provider = name.parse().unwrap();
+            assert_eq!(p.name(), name);
+        }
+    }
+
+    #[test]
+    fn smi_mesh_suffix_is_accepted() {
+        assert_eq!("smi:v1alpha3:istio".parse(), Ok(Provider::SmiV1alpha3));
+    }
+
+    #[test]
+    fn unknown_names_are_errors_not_istio() {
+        for bad in ["gatewayapi", "Istio", "", "mesh"] {
+            let e = bad.parse::<Provider>().unwrap_err();
+            assert!(e.to_string().contains("builtin"), "{e}");
+        }
+    }
+
+    #[test]
+    fn builtin_can_do_everything() {
+        let c = Provider::Builtin.capabilities();
+        assert!(c.weights && c.header_match && c.mirror && c.mirror_in_canary);
+        assert!(c.mirror_weight && c.session_affinity && c.primary_cookie);
+    }
+}

@@ -1,0 +1,242 @@
+//! `status`: Flagger's fields and phases, plus Siskin's explanations (checks, waits).
+
+use std::{collections::BTreeMap, fmt};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The phase of a canary, with Flagger's names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Not looked at yet.
+    #[default]
+    #[serde(rename = "")]
+    Unset,
+    /// Creating the primary and routing.
+    Initializing,
+    /// Primary serves all traffic; waiting for a new revision.
+    Initialized,
+    /// A confirm-rollout gate holds the new revision.
+    Waiting,
+    /// Analysis running.
+    Progressing,
+    /// A confirm-promotion gate holds promotion.
+    WaitingPromotion,
+    /// Primary being updated with the canary's spec.
+    Promoting,
+    /// Traffic back on the primary; scaling the canary down.
+    Finalising,
+    /// Release promoted.
+    Succeeded,
+    /// Release rolled back.
+    Failed,
+    /// Being deleted (revertOnDeletion).
+    Terminating,
+    /// Deleted and reverted.
+    Terminated,
+}
+
+/// `status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Current phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Failed checks in the current run.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub failed_checks: i32,
+    /// Traffic weight of the canary (0–100).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub canary_weight: i32,
+    /// Iterations done in the current blue/green or A/B run.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub iterations: i32,
+    /// Checksums of tracked ConfigMaps and Secrets (`configmap/NAME`, `secret/NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked_configs: Option<BTreeMap<String, String>>,
+    /// Revision (pod template hash) of the last run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// Revision currently in the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    /// Time of the last status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Conditions: Flagger's `Promoted`, plus `Ready` and `Stalled` (kstatus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub conditions: Option<Vec<CanaryCondition>>,
+    /// Session cookie (`name=value`) of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_cookie: Option<String>,
+    /// Primary session cookie of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_session_affinity_cookie: Option<String>,
+    /// Session cookie of the previous run, expired on sight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_session_affinity_cookie: Option<String>,
+    /// Siskin: generation of the spec this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Siskin: traffic is being mirrored to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrored: Option<bool>,
+    /// Siskin: the last result of every check (value, threshold, verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub checks: Option<Vec<CheckStatus>>,
+    /// Siskin: what the run is waiting for, since when, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitStatus>,
+}
+
+/// A status condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCondition {
+    /// Type (`Promoted`, `Ready`, `Stalled`).
+    pub r#type: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Last update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// Last change of `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Machine-readable reason.
+    pub reason: String,
+    /// Human-readable explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The outcome of one check: a metric or a webhook.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    /// Metric or webhook name.
+    pub name: String,
+    /// `metric` or `webhook`.
+    pub kind: String,
+    /// Measured value, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Accepted minimum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Accepted maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Why (no data, query error, response body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// Verdict of a check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Verdict {
+    /// Within range.
+    #[default]
+    Pass,
+    /// Out of range.
+    Fail,
+    /// No data or the query failed: neither a pass nor a measured failure (counts as failed).
+    Inconclusive,
+}
+
+/// What the run waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitStatus {
+    /// What is awaited (e.g. `PrimaryReady`, `CanaryReady`, `ConfirmPromotion`).
+    pub reason: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When waiting began.
+    pub since: Time,
+    /// When waiting gives up.
+    pub deadline: Time,
+}
+
+// === impl Phase ===
+
+impl Phase {
+    /// The Flagger name (empty for `Unset`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Unset => "",
+            Phase::Initializing => "Initializing",
+            Phase::Initialized => "Initialized",
+            Phase::Waiting => "Waiting",
+            Phase::Progressing => "Progressing",
+            Phase::WaitingPromotion => "WaitingPromotion",
+            Phase::Promoting => "Promoting",
+            Phase::Finalising => "Finalising",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Terminating => "Terminating",
+            Phase::Terminated => "Terminated",
+        }
+    }
+
+    /// A release is under way (analysis, gates, promotion).
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
+        )
+    }
+
+    /// Waiting for a new revision.
+    pub fn is_idle(self) -> bool {
+        matches!(
+            self,
+            Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if *self == Phase::Unset {
+            "(none)"
+        } else {
+            self.name()
+        })
+    }
+}
+
+// === impl CanaryStatus ===
+
+impl CanaryStatus {
+    /// The condition of `type`, if present.
+    pub fn condition(&self, r#type: &str) -> Option<&CanaryCondition> {
+        self.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.r#type == r#type)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+        })
+    }
+}

@@ -1,0 +1,855 @@
+//! Semantic validation: what Flagger's `verifyCanary` checks, what its schema checks, and more.
+//!
+//! Every problem names the field (a JSON path under the object) and how to fix it. The same
+//! function backs `siskin validate`, the operator's status condition and its events.
+
+use std::{fmt, sync::OnceLock};
+
+use serde_json::Value;
+
+use crate::{
+    AlertProvider, ApiGroup, Canary, MetricTemplate, Provider,
+    analysis::{CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType, MIN_INTERVAL},
+    canary::{AutoscalerKind, TargetKind},
+    duration,
+    metric_template::MetricsProviderType,
+    service::{HttpMatchRequest, StringMatch},
+};
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The object is refused.
+    Error,
+    /// Accepted, but probably not what the author meant.
+    Warning,
+}
+
+/// One problem with an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// JSON path of the field, e.g. `spec.analysis.stepWeights[2]` (empty: the whole object).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+// === impl Problem ===
+
+impl Problem {
+    /// An error at `path`.
+    pub fn error(path: &str, message: impl Into<String>, hint: &str) -> Self {
+        Problem {
+            severity: Severity::Error,
+            path: path.to_string(),
+            message: message.into(),
+            hint: (!hint.is_empty()).then(|| hint.to_string()),
+        }
+    }
+
+    /// A warning at `path`.
+    pub fn warning(path: &str, message: impl Into<String>, hint: &str) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(path, message, hint)
+        }
+    }
+
+    /// Whether this problem refuses the object.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(object)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (fix: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Options that are not part of the object.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Provider used when `spec.provider` is unset (the operator's `--mesh-provider`).
+    pub default_provider: Provider,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            default_provider: Provider::Builtin,
+        }
+    }
+}
+
+/// Validates a Canary.
+pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
+    let mut v = Vec::new();
+    let spec = &c.spec;
+    let provider = spec.provider.unwrap_or(opts.default_provider);
+    match &spec.target_ref {
+        None => v.push(Problem::error(
+            "spec.targetRef",
+            "targetRef is required",
+            "set apiVersion, kind and name of the Deployment, DaemonSet or Service to release",
+        )),
+        Some(t) => {
+            if t.name.is_empty() {
+                v.push(Problem::error(
+                    "spec.targetRef.name",
+                    "name is required",
+                    "name the workload",
+                ));
+            }
+            if t.api_version.is_empty() {
+                v.push(Problem::error(
+                    "spec.targetRef.apiVersion",
+                    "apiVersion is required",
+                    "use apps/v1 for a Deployment or DaemonSet, v1 for a Service",
+                ));
+            }
+            let knative = t.api_version.starts_with("serving.knative.dev/");
+            if knative != (provider == Provider::Knative) {
+                v.push(Problem::error(
+                    "spec.provider",
+                    format!("provider {provider} and target {} do not fit together", t.api_version),
+                    "a Knative Service target needs provider knative, and provider knative needs one",
+                ));
+            }
+            if knative && t.kind != TargetKind::Service {
+                v.push(Problem::error(
+                    "spec.targetRef.kind",
+                    "a Knative target must be a Service",
+                    "set kind: Service",
+                ));
+            }
+        }
+    }
+    check_service(c, provider, &mut v);
+    check_refs(c, provider, &mut v);
+    if let Some(s) = spec.progress_deadline_seconds
+        && s <= 0
+    {
+        v.push(Problem::error(
+            "spec.progressDeadlineSeconds",
+            format!("{s} is not a positive number of seconds"),
+            "remove it (600s) or set a positive value",
+        ));
+    }
+    if spec.canary_analysis.is_some() {
+        let path = "spec.canaryAnalysis";
+        if spec.analysis.is_some() {
+            v.push(Problem::error(
+                path,
+                "both analysis and canaryAnalysis are set",
+                "keep only analysis",
+            ));
+        } else {
+            v.push(Problem::warning(
+                path,
+                "canaryAnalysis is deprecated",
+                "rename it to analysis",
+            ));
+        }
+    }
+    match spec.analysis.as_ref().or(spec.canary_analysis.as_ref()) {
+        None => v.push(Problem::error(
+            "spec.analysis",
+            "analysis is required",
+            "add an analysis block (set skipAnalysis: true to promote without checks)",
+        )),
+        Some(a) => {
+            let base = if spec.analysis.is_some() {
+                "spec.analysis"
+            } else {
+                "spec.canaryAnalysis"
+            };
+            check_analysis(a, base, provider, &mut v);
+        }
+    }
+    v
+}
+
+fn check_service(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
+    let Some(s) = &c.spec.service else {
+        v.push(Problem::error(
+            "spec.service",
+            "service is required",
+            "add service.port: the port the workload listens on",
+        ));
+        return;
+    };
+    match s.port {
+        None => v.push(Problem::error(
+            "spec.service.port",
+            "port is required",
+            "set the Service port",
+        )),
+        Some(p) if !(1..=65535).contains(&p) => v.push(Problem::error(
+            "spec.service.port",
+            format!("{p} is not a port"),
+            "use 1-65535",
+        )),
+        _ => {}
+    }
+    for (field, value) in [
+        ("timeout", &s.timeout),
+        ("backendTimeout", &s.backend_timeout),
+    ] {
+        check_duration(&format!("spec.service.{field}"), value.as_deref(), v);
+    }
+    if let Some(r) = &s.retries {
+        check_duration(
+            "spec.service.retries.perTryTimeout",
+            r.per_try_timeout.as_deref(),
+            v,
+        );
+    }
+    if s.delegation == Some(true) && (s.hosts.is_some() || s.gateways.is_some()) {
+        v.push(Problem::error(
+            "spec.service.delegation",
+            "a delegate VirtualService cannot have hosts or gateways",
+            "remove service.hosts and service.gateways, or delegation",
+        ));
+    }
+    if matches!(
+        provider,
+        Provider::GatewayApiV1 | Provider::GatewayApiV1beta1
+    ) && s.gateway_refs.as_ref().is_none_or(Vec::is_empty)
+    {
+        v.push(Problem::error(
+            "spec.service.gatewayRefs",
+            format!("provider {provider} needs the Gateway (or Service) the route attaches to"),
+            "add service.gatewayRefs, e.g. [{name: gateway, namespace: istio-ingress}]",
+        ));
+    }
+    if provider == Provider::AppMesh && s.mesh_name.as_deref().unwrap_or_default().is_empty() {
+        v.push(Problem::error(
+            "spec.service.meshName",
+            "provider appmesh needs meshName",
+            "set service.meshName",
+        ));
+    }
+    for (i, m) in s.r#match.iter().flatten().enumerate() {
+        check_match(&format!("spec.service.match[{i}]"), m, v);
+    }
+}
+
+fn check_refs(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
+    let spec = &c.spec;
+    if matches!(provider, Provider::Nginx | Provider::Skipper) && spec.ingress_ref.is_none() {
+        v.push(Problem::error(
+            "spec.ingressRef",
+            format!("provider {provider} needs the Ingress to copy"),
+            "set ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: ...}",
+        ));
+    }
+    if provider == Provider::Apisix && spec.route_ref.is_none() {
+        v.push(Problem::error(
+            "spec.routeRef",
+            "provider apisix needs the ApisixRoute to copy",
+            "set routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: ...}",
+        ));
+    }
+    if let Some(a) = &spec.autoscaler_ref {
+        if provider == Provider::Knative {
+            v.push(Problem::error(
+                "spec.autoscalerRef",
+                "Knative targets scale themselves",
+                "remove autoscalerRef",
+            ));
+        }
+        if a.kind == AutoscalerKind::HorizontalPodAutoscaler && a.api_version != "autoscaling/v2" {
+            v.push(Problem::error(
+                "spec.autoscalerRef.apiVersion",
+                format!("{:?} is not supported", a.api_version),
+                "use autoscaling/v2",
+            ));
+        }
+    }
+}
+
+fn check_analysis(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
+    let caps = provider.capabilities();
+    let p = |field: &str| format!("{base}.{field}");
+    match a.interval.as_deref() {
+        None => v.push(Problem::error(
+            &p("interval"),
+            "interval is required",
+            "set it, e.g. interval: 1m",
+        )),
+        Some(s) => match duration::parse(s) {
+            Err(e) => v.push(Problem::error(
+                &p("interval"),
+                e.to_string(),
+                "use e.g. 30s or 1m",
+            )),
+            Ok(d) if d < MIN_INTERVAL => v.push(Problem::warning(
+                &p("interval"),
+                format!("{s} is below the 10s minimum and runs every 10s"),
+                "use 10s or more",
+            )),
+            Ok(_) => {}
+        },
+    }
+    match a.threshold {
+        None => v.push(Problem::error(
+            &p("threshold"),
+            "threshold is required",
+            "set how many failed checks roll back, e.g. 5",
+        )),
+        Some(t) if t < 1 => v.push(Problem::error(
+            &p("threshold"),
+            format!("{t} would roll back at once"),
+            "use 1 or more",
+        )),
+        _ => {}
+    }
+    let modes = [
+        a.iterations.is_some(),
+        a.step_weight.is_some(),
+        a.step_weights.is_some(),
+    ];
+    match modes.iter().filter(|m| **m).count() {
+        0 => v.push(Problem::error(
+            base,
+            "no traffic strategy",
+            "set stepWeight or stepWeights (canary) or iterations (blue/green, A/B)",
+        )),
+        1 => {}
+        _ => v.push(Problem::error(
+            base,
+            "iterations, stepWeight and stepWeights are mutually exclusive",
+            "keep one of them",
+        )),
+    }
+    check_weights(a, base, provider, v);
+    if !a.matches().is_empty() {
+        if a.iterations() == 0 {
+            v.push(Problem::error(
+                &p("match"),
+                "A/B testing needs iterations",
+                "set iterations, e.g. 10",
+            ));
+        }
+        if !caps.header_match {
+            v.push(Problem::error(
+                &p("match"),
+                format!("provider {provider} cannot route by header, cookie or query"),
+                "remove match or use provider builtin, istio, gatewayapi:v1, contour, gloo, nginx or appmesh",
+            ));
+        }
+        for (i, m) in a.matches().iter().enumerate() {
+            check_match(&format!("{base}.match[{i}]"), m, v);
+        }
+    }
+    check_mirror(a, base, provider, v);
+    check_session_affinity(a, base, provider, v);
+    let mut names = std::collections::BTreeSet::new();
+    for (i, m) in a.metrics.iter().flatten().enumerate() {
+        check_metric(m, &format!("{base}.metrics[{i}]"), v);
+        if !names.insert(("metric", m.name.as_str())) {
+            v.push(Problem::error(
+                &format!("{base}.metrics[{i}].name"),
+                format!("duplicate metric {:?}", m.name),
+                "give every metric its own name",
+            ));
+        }
+    }
+    for (i, h) in a.webhooks.iter().flatten().enumerate() {
+        check_webhook(h, &format!("{base}.webhooks[{i}]"), v);
+        if !names.insert(("webhook", h.name.as_str())) {
+            v.push(Problem::error(
+                &format!("{base}.webhooks[{i}].name"),
+                format!("duplicate webhook {:?}", h.name),
+                "give every webhook its own name",
+            ));
+        }
+    }
+    for (i, al) in a.alerts.iter().flatten().enumerate() {
+        if al.name.is_empty() {
+            v.push(Problem::error(
+                &format!("{base}.alerts[{i}].name"),
+                "name is required",
+                "name the alert",
+            ));
+        }
+        if al.provider_ref.name.is_empty() {
+            v.push(Problem::error(
+                &format!("{base}.alerts[{i}].providerRef.name"),
+                "providerRef.name is required",
+                "name an AlertProvider",
+            ));
+        }
+    }
+}
+
+fn check_weights(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
+    let p = |field: &str| format!("{base}.{field}");
+    let percent = |field: &str, value: Option<i32>, v: &mut Vec<Problem>| {
+        if let Some(w) = value
+            && !(0..=100).contains(&w)
+        {
+            v.push(Problem::error(
+                &p(field),
+                format!("{w} is not a percentage"),
+                "use 0-100",
+            ));
+        }
+    };
+    percent("maxWeight", a.max_weight, v);
+    percent("stepWeight", a.step_weight, v);
+    percent("stepWeightPromotion", a.step_weight_promotion, v);
+    percent("mirrorWeight", a.mirror_weight, v);
+    percent("primaryReadyThreshold", a.primary_ready_threshold, v);
+    percent("canaryReadyThreshold", a.canary_ready_threshold, v);
+    if a.step_weight == Some(0) {
+        v.push(Problem::error(
+            &p("stepWeight"),
+            "a step of 0 never moves traffic",
+            "use 1-100",
+        ));
+    }
+    if let (Some(s), Some(m)) = (a.step_weight, a.max_weight)
+        && s > m
+        && m > 0
+    {
+        v.push(Problem::warning(
+            &p("stepWeight"),
+            format!("step {s} is above maxWeight {m}: the first step goes to {m}"),
+            "lower stepWeight",
+        ));
+    }
+    if let Some(steps) = &a.step_weights {
+        if steps.is_empty() {
+            v.push(Problem::error(
+                &p("stepWeights"),
+                "stepWeights is empty",
+                "list the weights, e.g. [1, 10, 50]",
+            ));
+        }
+        for (i, w) in steps.iter().enumerate() {
+            if !(1..=100).contains(w) {
+                v.push(Problem::error(
+                    &format!("{base}.stepWeights[{i}]"),
+                    format!("{w} is not a weight"),
+                    "use 1-100",
+                ));
+            }
+            if i > 0 && *w <= steps[i - 1] {
+                v.push(Problem::error(
+                    &format!("{base}.stepWeights[{i}]"),
+                    format!(
+                        "{w} does not come after {}: steps must be strictly ascending",
+                        steps[i - 1]
+                    ),
+                    "sort the steps and remove duplicates",
+                ));
+            }
+        }
+        if a.max_weight.is_some() {
+            v.push(Problem::warning(
+                &p("maxWeight"),
+                "maxWeight is ignored with stepWeights (the last step is the maximum)",
+                "remove maxWeight",
+            ));
+        }
+    }
+    let weighted = a.step_weight.is_some() || a.step_weights.is_some();
+    if weighted && !provider.capabilities().weights {
+        v.push(Problem::error(
+            base,
+            format!("provider {provider} cannot shift traffic by weight (blue/green only)"),
+            "set iterations instead of stepWeight(s), or use provider builtin",
+        ));
+    }
+}
+
+fn check_mirror(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
+    let caps = provider.capabilities();
+    if a.mirror() {
+        let canary_mode = a.iterations() == 0;
+        if !caps.mirror {
+            v.push(Problem::error(
+                &format!("{base}.mirror"),
+                format!("provider {provider} cannot mirror traffic"),
+                "remove mirror or use provider builtin, istio or gatewayapi:v1",
+            ));
+        } else if canary_mode && !caps.mirror_in_canary {
+            v.push(Problem::error(
+                &format!("{base}.mirror"),
+                format!("provider {provider} mirrors only in blue/green runs"),
+                "set iterations (blue/green) or use provider builtin or istio",
+            ));
+        }
+        if !a.matches().is_empty() {
+            v.push(Problem::error(
+                &format!("{base}.mirror"),
+                "mirroring cannot be combined with A/B match",
+                "remove one of them",
+            ));
+        }
+    }
+    if a.mirror_weight.is_some() {
+        if !a.mirror() {
+            v.push(Problem::error(
+                &format!("{base}.mirrorWeight"),
+                "mirrorWeight needs mirror: true",
+                "set mirror: true or remove mirrorWeight",
+            ));
+        } else if caps.mirror && !caps.mirror_weight {
+            v.push(Problem::error(
+                &format!("{base}.mirrorWeight"),
+                format!("provider {provider} cannot mirror a percentage"),
+                "remove mirrorWeight or use provider builtin or istio",
+            ));
+        }
+    }
+}
+
+fn check_session_affinity(
+    a: &CanaryAnalysis,
+    base: &str,
+    provider: Provider,
+    v: &mut Vec<Problem>,
+) {
+    let Some(s) = &a.session_affinity else { return };
+    let caps = provider.capabilities();
+    let path = format!("{base}.sessionAffinity");
+    if !caps.session_affinity {
+        v.push(Problem::error(
+            &path,
+            format!("provider {provider} cannot pin sessions"),
+            "remove sessionAffinity or use provider builtin, istio or gatewayapi:v1",
+        ));
+    }
+    if s.cookie_name.is_empty() {
+        v.push(Problem::error(
+            &format!("{path}.cookieName"),
+            "cookieName is required",
+            "name the cookie",
+        ));
+    }
+    if let Some(primary) = &s.primary_cookie_name {
+        if *primary == s.cookie_name {
+            v.push(Problem::error(
+                &format!("{path}.primaryCookieName"),
+                "must differ from cookieName",
+                "use another name",
+            ));
+        }
+        if caps.session_affinity && !caps.primary_cookie {
+            v.push(Problem::error(
+                &format!("{path}.primaryCookieName"),
+                format!("provider {provider} has no primary cookie"),
+                "remove primaryCookieName or use gatewayapi:v1, istio or builtin",
+            ));
+        }
+    }
+    if let Some(m) = s.max_age
+        && m < 1
+    {
+        v.push(Problem::error(
+            &format!("{path}.maxAge"),
+            format!("{m} would expire the cookie at once"),
+            "use a positive number of seconds",
+        ));
+    }
+}
+
+fn check_metric(m: &CanaryMetric, path: &str, v: &mut Vec<Problem>) {
+    if m.name.is_empty() {
+        v.push(Problem::error(
+            &format!("{path}.name"),
+            "name is required",
+            "name the metric",
+        ));
+    }
+    check_duration(&format!("{path}.interval"), m.interval.as_deref(), v);
+    if m.template_ref.is_none() && m.query.is_none() && !m.is_builtin() {
+        v.push(Problem::error(
+            path,
+            format!(
+                "metric {:?} is not built in and has no templateRef or query",
+                m.name
+            ),
+            "use request-success-rate or request-duration, or add templateRef",
+        ));
+    }
+    if let Some(t) = &m.template_ref {
+        if t.name.is_empty() {
+            v.push(Problem::error(
+                &format!("{path}.templateRef.name"),
+                "name is required",
+                "name the MetricTemplate",
+            ));
+        }
+        if m.query.is_some() {
+            v.push(Problem::error(
+                path,
+                "both templateRef and query are set",
+                "keep templateRef",
+            ));
+        }
+    }
+    if m.query.is_some() && m.template_ref.is_none() {
+        v.push(Problem::warning(
+            &format!("{path}.query"),
+            "inline queries are deprecated",
+            "move the query into a MetricTemplate",
+        ));
+    }
+    let range = m.threshold_range.as_ref();
+    let (min, max) = (range.and_then(|r| r.min), range.and_then(|r| r.max));
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        v.push(Problem::error(
+            &format!("{path}.thresholdRange"),
+            format!("min {lo} is above max {hi}"),
+            "swap them",
+        ));
+    }
+    if min.is_none() && max.is_none() && m.threshold.is_none() {
+        v.push(Problem::error(
+            path,
+            "no threshold: the check could never fail",
+            "set thresholdRange.min (success rates) or thresholdRange.max (latency, errors)",
+        ));
+    }
+    if m.threshold.is_some() && range.is_some() {
+        v.push(Problem::warning(
+            &format!("{path}.threshold"),
+            "threshold is ignored when thresholdRange is set",
+            "remove threshold",
+        ));
+    }
+}
+
+fn check_webhook(h: &CanaryWebhook, path: &str, v: &mut Vec<Problem>) {
+    if h.name.is_empty() {
+        v.push(Problem::error(
+            &format!("{path}.name"),
+            "name is required",
+            "name the webhook",
+        ));
+    }
+    if !is_http_url(&h.url) {
+        v.push(Problem::error(
+            &format!("{path}.url"),
+            format!("{:?} is not an http(s) URL", h.url),
+            "use an absolute URL such as http://siskin-loadtester.test/",
+        ));
+    }
+    check_duration(&format!("{path}.timeout"), h.timeout.as_deref(), v);
+    if let Some(r) = h.retries
+        && !(0..=10).contains(&r)
+    {
+        v.push(Problem::error(
+            &format!("{path}.retries"),
+            format!("{r} retries"),
+            "use 0-10",
+        ));
+    }
+    if h.hook_type() == HookType::Event && h.mute_alert.is_some() {
+        v.push(Problem::warning(
+            &format!("{path}.muteAlert"),
+            "muteAlert has no effect on event hooks",
+            "remove it",
+        ));
+    }
+}
+
+fn check_match(path: &str, m: &HttpMatchRequest, v: &mut Vec<Problem>) {
+    let mut one = |p: String, sm: &StringMatch| {
+        let set = [&sm.exact, &sm.prefix, &sm.suffix, &sm.regex]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if set > 1 {
+            v.push(Problem::error(
+                &p,
+                "more than one of exact, prefix, suffix, regex",
+                "keep one",
+            ));
+        }
+        if let Some(re) = &sm.regex
+            && re.is_empty()
+        {
+            v.push(Problem::error(
+                &p,
+                "empty regex",
+                "write a pattern or use exact",
+            ));
+        }
+    };
+    for (field, sm) in [
+        ("uri", &m.uri),
+        ("method", &m.method),
+        ("scheme", &m.scheme),
+        ("authority", &m.authority),
+    ] {
+        if let Some(sm) = sm {
+            one(format!("{path}.{field}"), sm);
+        }
+    }
+    for (field, map) in [
+        ("headers", &m.headers),
+        ("queryParams", &m.query_params),
+        ("withoutHeaders", &m.without_headers),
+    ] {
+        for (k, sm) in map.iter().flatten() {
+            one(format!("{path}.{field}.{k}"), sm);
+        }
+    }
+}
+
+fn check_duration(path: &str, value: Option<&str>, v: &mut Vec<Problem>) {
+    if let Some(s) = value
+        && let Err(e) = duration::parse(s)
+    {
+        v.push(Problem::error(path, e.to_string(), "use e.g. 30s or 1m"));
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
+        !host.is_empty() && !host.contains(char::is_whitespace)
+    })
+}
+
+/// Validates a MetricTemplate.
+pub fn metric_template(t: &MetricTemplate) -> Vec<Problem> {
+    let mut v = Vec::new();
+    let p = &t.spec.provider;
+    if t.spec.query.trim().is_empty() {
+        v.push(Problem::error(
+            "spec.query",
+            "query is required",
+            "write the query",
+        ));
+    }
+    use MetricsProviderType::*;
+    let needs_address = matches!(
+        p.r#type,
+        Prometheus | Graphite | Influxdb | Dynatrace | Splunk
+    );
+    match &p.address {
+        None if needs_address => v.push(Problem::error(
+            "spec.provider.address",
+            format!("provider {:?} needs an address", type_name(p.r#type)),
+            "set the API URL, e.g. http://prometheus.monitoring:9090",
+        )),
+        Some(a) if !is_http_url(a) => v.push(Problem::error(
+            "spec.provider.address",
+            format!("{a:?} is not an http(s) URL"),
+            "use an absolute URL",
+        )),
+        _ => {}
+    }
+    if p.r#type == Cloudwatch && p.region.is_none() {
+        v.push(Problem::error(
+            "spec.provider.region",
+            "cloudwatch needs a region",
+            "set region, e.g. us-east-1",
+        ));
+    }
+    let needs_secret = matches!(p.r#type, Datadog | Newrelic | Dynatrace | Splunk);
+    if needs_secret && p.secret_ref.is_none() {
+        v.push(Problem::error(
+            "spec.provider.secretRef",
+            format!("{} needs credentials", type_name(p.r#type)),
+            "set secretRef to a Secret with the API keys",
+        ));
+    }
+    v
+}
+
+fn type_name(t: MetricsProviderType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Validates an AlertProvider.
+pub fn alert_provider(a: &AlertProvider) -> Vec<Problem> {
+    let mut v = Vec::new();
+    match (&a.spec.address, &a.spec.secret_ref) {
+        (None, None) => v.push(Problem::error(
+            "spec",
+            "neither address nor secretRef is set",
+            "set address (the webhook URL) or secretRef (a Secret with an address key)",
+        )),
+        (Some(addr), _) if !is_http_url(addr) => v.push(Problem::error(
+            "spec.address",
+            format!("{addr:?} is not an http(s) URL"),
+            "use the webhook URL",
+        )),
+        _ => {}
+    }
+    if let Some(p) = &a.spec.proxy
+        && !is_http_url(p)
+    {
+        v.push(Problem::error(
+            "spec.proxy",
+            format!("{p:?} is not an http(s) URL"),
+            "use e.g. http://proxy:3128",
+        ));
+    }
+    v
+}
+
+/// Field names the schema knows under `parent` (a dotted path, indices as numbers), for
+/// spelling hints. Unions over our three kinds.
+pub fn known_fields(parent: &str) -> Vec<String> {
+    static SCHEMAS: OnceLock<Vec<Value>> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        crate::crd::all(ApiGroup::Siskin)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|crd| serde_json::to_value(&crd.spec.versions[0].schema).ok())
+            .map(|v| v["openAPIV3Schema"].clone())
+            .collect()
+    });
+    let mut out = Vec::new();
+    for root in schemas {
+        let mut node = root;
+        let mut ok = true;
+        for seg in parent.split('.').filter(|s| !s.is_empty()) {
+            node = if let Some(n) = node.get("properties").and_then(|p| p.get(seg)) {
+                n
+            } else if let Some(n) = node.get("items").filter(|_| seg.parse::<usize>().is_ok()) {
+                n
+            } else if let Some(n) = node.get("additionalProperties").filter(|n| n.is_object()) {
+                n
+            } else {
+                ok = false;
+                break;
+            };
+        }
+        if let (true, Some(Value::Object(props))) = (ok, node.get("properties")) {
+            out.extend(props.keys().cloned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
