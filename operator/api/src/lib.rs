@@ -25,6 +25,7 @@ pub use analysis::{
     CanaryAlert, CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType, SessionAffinity, Severity,
 };
 pub use canary::{Canary, CanarySpec, DeploymentStrategy};
+pub use k8s_openapi;
 pub use metric_template::{MetricTemplate, MetricTemplateSpec, MetricsProviderType};
 pub use provider::{Capabilities, Provider};
 pub use resource::ApiGroup;

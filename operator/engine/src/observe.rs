@@ -1,0 +1,88 @@
+//! What a driver observed before a step: workloads, routing, gate and analysis outcomes.
+
+use std::collections::BTreeMap;
+
+use siskin_api::{HookType, status::CheckStatus, status::Verdict};
+
+use crate::Split;
+
+/// Everything the engine needs from the outside world for one step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observations {
+    /// The target workload (`spec.targetRef`); `None` when it does not exist.
+    pub target: Option<Workload>,
+    /// The primary copy; `None` when it does not exist yet.
+    pub primary: Option<Workload>,
+    /// Live routing as the traffic backend reports it; `None` when not set up yet.
+    pub routes: Option<Split>,
+    /// Outcomes of gates evaluated for this step (see [`crate::Need::Gate`]).
+    pub gates: BTreeMap<HookType, GateResult>,
+    /// Outcome of the analysis run for this step (see [`crate::Need::Analysis`]).
+    pub analysis: Option<AnalysisResult>,
+}
+
+/// A workload as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Revision of its pod template (a hash; Flagger's `lastAppliedSpec`).
+    pub revision: String,
+    /// Checksums of tracked ConfigMaps and Secrets (`configmap/NAME` → checksum).
+    pub configs: BTreeMap<String, String>,
+    /// Rollout readiness.
+    pub readiness: Readiness,
+}
+
+/// Readiness of a workload's rollout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Readiness {
+    /// Rolled out and available above the ready threshold.
+    #[default]
+    Ready,
+    /// Still rolling out; may become ready.
+    NotReady(String),
+    /// Will not become ready (e.g. the platform reports its progress deadline exceeded).
+    Failed(String),
+}
+
+/// Outcome of running every webhook of one gate type, in spec order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateResult {
+    /// All hooks answered with success (for `rollback`: one of them asks to roll back).
+    pub passed: bool,
+    /// The hook that decided: the first failing one, or the one that asked for rollback.
+    pub hook: String,
+    /// Response body or error, for events.
+    pub message: String,
+    /// The deciding hook has `muteAlert`.
+    pub muted: bool,
+}
+
+/// Outcome of one analysis run: rollout webhooks, then metric checks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnalysisResult {
+    /// One entry per webhook and metric, in spec order.
+    pub checks: Vec<CheckStatus>,
+}
+
+// === impl AnalysisResult ===
+
+impl AnalysisResult {
+    /// The checks that did not pass.
+    pub fn failures(&self) -> impl Iterator<Item = &CheckStatus> {
+        self.checks.iter().filter(|c| c.verdict != Verdict::Pass)
+    }
+
+    /// Every check passed.
+    pub fn passed(&self) -> bool {
+        self.failures().next().is_none()
+    }
+}
+
+// === impl Readiness ===
+
+impl Readiness {
+    /// Whether ready.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Readiness::Ready)
+    }
+}
