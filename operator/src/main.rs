@@ -1,1 +1,18 @@
-fn main() {}
+//! `siskin`: Siskin's command line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("siskin: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -23,7 +23,7 @@ pub const DEFAULT_COOKIE_MAX_AGE: i64 = 86400;
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "[has(self.iterations), has(self.stepWeight), has(self.stepWeights)].filter(x, x).size() == 1",
+        "rule": "(has(self.iterations) ? 1 : 0) + (has(self.stepWeight) ? 1 : 0) + (has(self.stepWeights) ? 1 : 0) == 1",
         "message": "set exactly one of iterations (blue/green, A/B), stepWeight or stepWeights (canary)"
     },
     {
@@ -66,7 +66,7 @@ pub struct CanaryAnalysis {
     pub step_weight: Option<i32>,
     /// Explicit, ascending weight steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100), inner(range(min = 0, max = 100)))]
+    #[schemars(length(max = 20), inner(range(min = 0, max = 100)))]
     pub step_weights: Option<Vec<i32>>,
     /// Weight moved back to the primary per step during promotion (0: all at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -66,8 +66,11 @@ const CANARY_REQUIRED: &[(&str, &[&str])] = &[
     ("canaryAnalysis.sessionAffinity", &["cookieName"]),
 ];
 
+/// A server-side default: (parent path, field, value).
+type ServerDefault = (&'static str, &'static str, fn() -> Value);
+
 /// Defaults the API server fills in for a Canary's `spec`, as in Flagger's schema.
-const CANARY_DEFAULTS: &[(&str, &str, fn() -> Value)] = &[
+const CANARY_DEFAULTS: &[ServerDefault] = &[
     ("analysis.sessionAffinity", "maxAge", || json!(86400)),
     ("canaryAnalysis.sessionAffinity", "maxAge", || json!(86400)),
     ("service.gatewayRefs[]", "group", || {
@@ -182,10 +185,7 @@ fn schema_of<T: JsonSchema>() -> Value {
 }
 
 /// The schema of a `spec` type with its `required` lists and server-side defaults set.
-fn spec_schema<T: JsonSchema>(
-    required: &[(&str, &[&str])],
-    defaults: &[(&str, &str, fn() -> Value)],
-) -> Value {
+fn spec_schema<T: JsonSchema>(required: &[(&str, &[&str])], defaults: &[ServerDefault]) -> Value {
     let mut v = schema_of::<T>();
     for (path, fields) in required {
         at(&mut v, path)["required"] = json!(fields);

@@ -123,13 +123,17 @@ fn parse_document(index: usize, line: usize, body: &str) -> Document {
         Some("Canary" | "MetricTemplate" | "AlertProvider")
     );
     if !ours {
-        doc.foreign = true;
-        if doc.kind.is_none() {
-            doc.foreign = false;
+        // Other kinds (and kind-less files such as kustomization.yaml) sit next to ours in
+        // Git; they are skipped unless they claim one of our groups.
+        doc.foreign = ApiGroup::from_api_version(&api_version).is_err();
+        if !doc.foreign {
             doc.problems.push(Problem::error(
                 "kind",
-                "the document has no kind",
-                "add kind: Canary, MetricTemplate or AlertProvider",
+                format!(
+                    "{api_version} has no kind {:?}",
+                    doc.kind.as_deref().unwrap_or_default()
+                ),
+                "use kind Canary, MetricTemplate or AlertProvider",
             ));
         }
         return doc;

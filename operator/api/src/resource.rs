@@ -77,7 +77,7 @@ macro_rules! group_resource {
     ($ty:ident, $kind:literal, $plural:literal) => {
         impl kube::Resource for $ty {
             type DynamicType = $crate::ApiGroup;
-            type Scope = kube::core::NamespaceResourceScope;
+            type Scope = kube::core::DynamicResourceScope;
 
             fn kind(_: &Self::DynamicType) -> std::borrow::Cow<'_, str> {
                 std::borrow::Cow::Borrowed($kind)

@@ -58,6 +58,7 @@ pub struct CanaryService {
     pub delegation: Option<bool>,
     /// Route match conditions (Istio `HTTPMatchRequest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     pub r#match: Option<Vec<HttpMatchRequest>>,
     /// Retry policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +115,7 @@ pub enum TrafficDistribution {
 /// At most one of the fields may be set; none set means "present".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.exact), has(self.prefix), has(self.suffix), has(self.regex)].filter(x, x).size() <= 1",
+    "rule": "(has(self.exact) ? 1 : 0) + (has(self.prefix) ? 1 : 0) + (has(self.suffix) ? 1 : 0) + (has(self.regex) ? 1 : 0) <= 1",
     "message": "set only one of exact, prefix, suffix or regex"
 }]))]
 pub struct StringMatch {
@@ -153,24 +154,28 @@ pub struct HttpMatchRequest {
     pub authority: Option<StringMatch>,
     /// Header matches; keys are header names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
     pub headers: Option<BTreeMap<String, StringMatch>>,
     /// Port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
     /// Source workload labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
     pub source_labels: Option<BTreeMap<String, String>>,
     /// Gateways the match applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateways: Option<Vec<String>>,
     /// Query parameter matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
     pub query_params: Option<BTreeMap<String, StringMatch>>,
     /// Case-insensitive URI matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_uri_case: Option<bool>,
     /// Headers that must not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 32))]
     pub without_headers: Option<BTreeMap<String, StringMatch>>,
     /// Source namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,6 +313,7 @@ pub struct CorsPolicy {
     pub allow_origin: Option<Vec<String>>,
     /// Allowed origins as string matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     pub allow_origins: Option<Vec<StringMatch>>,
     /// Allowed methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,7 +458,7 @@ pub enum SimpleLb {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.httpHeaderName), has(self.httpCookie), has(self.useSourceIp), has(self.httpQueryParameterName)].filter(x, x).size() == 1",
+    "rule": "(has(self.httpHeaderName) ? 1 : 0) + (has(self.httpCookie) ? 1 : 0) + (has(self.useSourceIp) ? 1 : 0) + (has(self.httpQueryParameterName) ? 1 : 0) == 1",
     "message": "set exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName"
 }]))]
 pub struct ConsistentHash {

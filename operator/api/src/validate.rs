@@ -185,6 +185,9 @@ pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
 
 fn check_service(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
     let Some(s) = &c.spec.service else {
+        if provider == Provider::Knative {
+            return; // Knative routes revisions itself; no Services are generated.
+        }
         v.push(Problem::error(
             "spec.service",
             "service is required",

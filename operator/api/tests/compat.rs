@@ -2,6 +2,8 @@
 //! examples and docs (`../shared/flagger-data/`) reads under both API groups and writes back
 //! with no field lost or changed.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

@@ -1,5 +1,7 @@
 //! The CRDs committed under `config/crd/` are exactly what the types generate.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use siskin_api::{ApiGroup, crd};

@@ -147,7 +147,7 @@ impl Event {
 
 impl Alert {
     /// An alert without metadata fields.
-    pub fn new(severity: Severity, message: impl Into<String>) -> Action {
+    pub fn send(severity: Severity, message: impl Into<String>) -> Action {
         Action::Alert(Alert {
             severity,
             message: message.into(),

@@ -237,7 +237,7 @@ pub(crate) fn terminate(cx: &mut Cx<'_>) -> Flow {
                 ),
             );
             cx.actions
-                .push(Alert::new(Severity::Warn, "Target not ready after revert"));
+                .push(Alert::send(Severity::Warn, "Target not ready after revert"));
         }
         cx.s.phase = Phase::Terminated;
         cx.s.wait = None;

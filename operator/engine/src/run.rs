@@ -137,9 +137,8 @@ fn check(cx: &mut Cx<'_>) -> Option<Flow> {
         let why = format!("pre-rollout check {} failed {}", gate.hook, gate.message);
         return Some(failed_check(cx, vec![why]));
     }
-    let result = match cx.obs.analysis.as_ref() {
-        Some(r) => r,
-        None => return Some(Flow::Need(crate::Need::Analysis)),
+    let Some(result) = cx.obs.analysis.as_ref() else {
+        return Some(Flow::Need(crate::Need::Analysis));
     };
     for c in &result.checks {
         merge_check(cx, c.clone());

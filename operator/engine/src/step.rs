@@ -170,7 +170,7 @@ impl<'a> Cx<'a> {
 
     /// Sends an alert.
     pub(crate) fn alert(&mut self, severity: Severity, message: impl Into<String>) {
-        self.actions.push(Alert::new(severity, message));
+        self.actions.push(Alert::send(severity, message));
     }
 
     /// The split that the status describes: what routing must look like now.

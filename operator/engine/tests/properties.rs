@@ -1,5 +1,7 @@
 //! Property tests of the engine's invariants under random specs and random worlds.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

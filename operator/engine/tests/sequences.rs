@@ -1,6 +1,8 @@
 //! Table tests replaying Flagger's worked sequences (`../shared/spec/flagger.md` §3.20, §7.2)
 //! through the engine, with the differences we chose (docs/flagger-differences.md).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use siskin_api::{HookType, Phase, Severity};

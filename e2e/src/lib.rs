@@ -1,0 +1,85 @@
+//! Siskin's test harness: a real `kube-apiserver` backed by a real `etcd` on loopback, with our
+//! CRDs and the mesh CRDs from `shared/crds/` installed, plus a "local node" that plays kubelet
+//! and controller-manager for the workloads a test creates.
+//!
+//! One control plane per test binary ([`ControlPlane::shared`]); each test builds its own
+//! `kube::Client` ([`ControlPlane::client`]) because a client is tied to the runtime that made it.
+//! Everything started is stopped by PID, also when a test panics or the binary is killed: a
+//! watchdog process outlives the test binary by at most a second.
+
+mod certs;
+mod controlplane;
+mod crds;
+pub mod localnode;
+
+use std::path::PathBuf;
+
+pub use controlplane::{ControlPlane, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+
+/// What went wrong while setting up or using the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Something did not happen in time.
+    #[error("timed out after {secs}s waiting for {what}; last seen: {saw}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        secs: u64,
+        /// The last observation.
+        saw: String,
+    },
+    /// The harness cannot run here (missing binaries, bad input).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Harness result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+pub(crate) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Kube {
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// The repository root (the folder holding `Cargo.toml` of the workspace).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The `shared/` folder beside the repository (`SISKIN_SHARED` overrides).
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("SISKIN_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => repo_root().join("../shared"),
+    }
+}

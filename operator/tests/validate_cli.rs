@@ -1,0 +1,288 @@
+//! `siskin validate` as a pipeline runs it: real binary, real files, exit codes and messages.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{io::Write, path::Path, process::Command};
+
+fn siskin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_siskin"))
+}
+
+/// Runs `siskin validate` on `yaml` (written to a temp file) and returns (exit code, stdout).
+fn validate(yaml: &str, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = siskin()
+        .arg("validate")
+        .args(extra)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+const GOOD: &str = r#"
+apiVersion: siskin.dev/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 30s
+    threshold: 5
+    stepWeights: [5, 10, 30]
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+    - name: latency
+      templateRef: {name: latency}
+      thresholdRange: {max: 500}
+    webhooks:
+    - name: load
+      url: http://loadtester.test/
+---
+apiVersion: siskin.dev/v1beta1
+kind: MetricTemplate
+metadata: {name: latency}
+spec:
+  provider: {type: prometheus, address: "http://prometheus:9090"}
+  query: histogram_quantile(0.99, sum(rate(x[{{ interval }}])) by (le))
+---
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {name: slack}
+spec:
+  type: slack
+  address: https://hooks.slack.com/services/T/B/X
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo}
+"#;
+
+#[test]
+fn valid_objects_pass_with_a_summary() {
+    let (code, out) = validate(GOOD, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 object(s): 1 Canary, 1 MetricTemplate, 1 AlertProvider"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 other document(s) skipped") && out.contains("all valid"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_same_objects_pass_under_flagger_group() {
+    let (code, out) = validate(
+        &GOOD.replace("siskin.dev/v1beta1", "flagger.app/v1beta1"),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+fn assert_rejected(yaml: &str, path: &str, words: &str) {
+    let (code, out) = validate(yaml, &[]);
+    assert_eq!(code, 1, "expected failure for {path}: {out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!(" {path}:")) || l.contains(&format!(" {path} ")))
+        .unwrap_or_else(|| panic!("no problem at {path} in:\n{out}"));
+    assert!(line.contains(words), "{line}");
+    assert!(
+        line.contains("input.yaml: document 1") && line.contains("Canary podinfo")
+            || !line.contains("Canary"),
+        "{line}"
+    );
+    assert!(line.contains("(fix: "), "a hint: {line}");
+}
+
+#[test]
+fn step_weights_must_ascend() {
+    assert_rejected(
+        &GOOD.replace("[5, 10, 30]", "[5, 30, 10]"),
+        "spec.analysis.stepWeights[2]",
+        "strictly ascending",
+    );
+}
+
+#[test]
+fn weights_within_0_100() {
+    let y = GOOD.replace(
+        "stepWeights: [5, 10, 30]",
+        "stepWeight: 10\n    maxWeight: 120",
+    );
+    assert_rejected(&y, "spec.analysis.maxWeight", "not a percentage");
+}
+
+#[test]
+fn unknown_provider_is_an_error_not_istio() {
+    let y = GOOD.replace("  targetRef:", "  provider: gatewayapi\n  targetRef:");
+    assert_rejected(&y, "spec.provider", "unknown provider \"gatewayapi\"");
+}
+
+#[test]
+fn unknown_webhook_type_is_an_error() {
+    let y = GOOD.replace(
+        "    - name: load\n",
+        "    - name: load\n      type: pre-flight\n",
+    );
+    assert_rejected(&y, "spec.analysis.webhooks[0].type", "pre-flight");
+}
+
+#[test]
+fn unknown_alert_provider_type_is_an_error() {
+    let (code, out) = validate(&GOOD.replace("type: slack", "type: telegram"), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("AlertProvider slack: error: spec.type") && out.contains("telegram"),
+        "{out}"
+    );
+}
+
+#[test]
+fn metric_needs_builtin_name_template_or_query() {
+    let y = GOOD.replace("      templateRef: {name: latency}\n", "");
+    assert_rejected(
+        &y,
+        "spec.analysis.metrics[1]",
+        "not built in and has no templateRef or query",
+    );
+}
+
+#[test]
+fn ab_needs_iterations() {
+    let y = GOOD.replace(
+        "stepWeights: [5, 10, 30]",
+        "stepWeight: 10\n    match:\n    - headers: {x-canary: {exact: insider}}",
+    );
+    assert_rejected(&y, "spec.analysis.match", "needs iterations");
+}
+
+#[test]
+fn provider_that_cannot_mirror_is_named() {
+    let y = GOOD
+        .replace("  targetRef:", "  provider: linkerd\n  targetRef:")
+        .replace("threshold: 5", "threshold: 5\n    mirror: true");
+    assert_rejected(&y, "spec.analysis.mirror", "provider linkerd cannot mirror");
+    // The built-in router can.
+    let (code, out) = validate(&y.replace("provider: linkerd", "provider: builtin"), &[]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn header_match_and_session_affinity_need_capable_provider() {
+    let ab = GOOD
+        .replace("  targetRef:", "  provider: traefik\n  targetRef:")
+        .replace(
+            "stepWeights: [5, 10, 30]",
+            "iterations: 5\n    match:\n    - headers: {x-canary: {exact: insider}}",
+        );
+    assert_rejected(
+        &ab,
+        "spec.analysis.match",
+        "provider traefik cannot route by header",
+    );
+    let sa = GOOD
+        .replace("  targetRef:", "  provider: smi:v1alpha3\n  targetRef:")
+        .replace(
+            "threshold: 5",
+            "threshold: 5\n    sessionAffinity: {cookieName: c}",
+        );
+    assert_rejected(
+        &sa,
+        "spec.analysis.sessionAffinity",
+        "provider smi:v1alpha3 cannot pin sessions",
+    );
+}
+
+#[test]
+fn default_provider_flag_applies_to_canaries_without_provider() {
+    let y = GOOD.replace("threshold: 5", "threshold: 5\n    mirror: true");
+    let (code, out) = validate(&y, &["--mesh-provider", "kuma"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("provider kuma cannot mirror"), "{out}");
+}
+
+#[test]
+fn unknown_fields_are_reported_with_a_suggestion() {
+    let y = GOOD.replace("threshold: 5", "threshhold: 5");
+    let (code, out) = validate(&y, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("spec.analysis.threshhold: unknown field"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean threshold?"), "{out}");
+}
+
+#[test]
+fn malformed_yaml_reports_the_line() {
+    let y = "apiVersion: siskin.dev/v1beta1\nkind: Canary\nmetadata:\n  name: x\nspec:\n  analysis:\n    interval: [1m\n";
+    let (code, out) = validate(y, &[]);
+    assert_eq!(code, 1);
+    // The parser notices the unclosed list at the end of the document (line 7 or just after).
+    assert!(
+        out.contains("malformed YAML (line 7") || out.contains("malformed YAML (line 8"),
+        "{out}"
+    );
+    let tab = "apiVersion: siskin.dev/v1beta1\nkind: Canary\nmetadata:\n  name: x\nspec:\n\tanalysis: {}\n";
+    let (code, out) = validate(tab, &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("malformed YAML (line 6"), "{out}");
+}
+
+#[test]
+fn wrong_type_reports_path_and_line() {
+    let (code, out) = validate(&GOOD.replace("threshold: 5", "threshold: five"), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("spec.analysis.threshold: invalid type") && out.contains("(line 10)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn reads_standard_input_and_directories() {
+    let mut child = siskin()
+        .args(["validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(GOOD.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let out = siskin().arg("validate").arg(&examples).output().unwrap();
+    assert!(
+        out.status.success(),
+        "examples/ must pass: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn empty_input_is_not_a_pass() {
+    let (code, out) = validate(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing to validate"));
+}
