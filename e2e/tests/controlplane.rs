@@ -405,6 +405,33 @@ async fn local_node_reports_rollouts_and_serves_real_endpoints() {
         (Some(2), Some(2), Some(1))
     );
 
+    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(client.clone(), &ns);
+    let ds: k8s_openapi::api::apps::v1::DaemonSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "podinfo-ds"},
+        "spec": {"selector": {"matchLabels": {"app": "podinfo-ds"}}, "template": {
+            "metadata": {"labels": {"app": "podinfo-ds"}},
+            "spec": {"containers": [{"name": "podinfo", "image": "podinfo:6.0.0"}]}}}
+    }))
+    .unwrap();
+    daemonsets
+        .create(&PostParams::default(), &ds)
+        .await
+        .unwrap();
+    localnode::set_daemonset(&client, &ns, "podinfo-ds", 3, Rollout::NotReady)
+        .await
+        .unwrap();
+    let s = daemonsets.get("podinfo-ds").await.unwrap().status.unwrap();
+    assert_eq!((s.desired_number_scheduled, s.number_ready), (3, 0));
+    localnode::set_daemonset(&client, &ns, "podinfo-ds", 3, Rollout::Ready)
+        .await
+        .unwrap();
+    let s = daemonsets.get("podinfo-ds").await.unwrap().status.unwrap();
+    assert_eq!(
+        (s.updated_number_scheduled, s.number_available),
+        (Some(3), Some(3))
+    );
+
     // A real process for the workload, reachable through the published endpoints.
     let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()

@@ -627,9 +627,14 @@ fn check_metric(m: &CanaryMetric, path: &str, v: &mut Vec<Problem>) {
         ));
     }
     if min.is_none() && max.is_none() && m.threshold.is_none() {
+        let effect = if m.name == crate::METRIC_REQUEST_SUCCESS_RATE {
+            "the check could never fail"
+        } else {
+            "the check fails on any value above 0"
+        };
         v.push(Problem::error(
             path,
-            "no threshold: the check could never fail",
+            format!("no threshold or thresholdRange: {effect}"),
             "set thresholdRange.min (success rates) or thresholdRange.max (latency, errors)",
         ));
     }

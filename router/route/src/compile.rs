@@ -1,0 +1,351 @@
+//! Compiling a [`Config`] once per version into a lookup [`Table`].
+
+use std::collections::{HashMap, HashSet};
+
+use http::{HeaderName, Method};
+use regex::Regex;
+
+use crate::{
+    Backend, Config, Filter, PathMatchType, Retry, SessionCookie, Timeouts, ValueMatch,
+    ValueMatchType,
+};
+
+/// A configuration that cannot be served, with the place it is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// Two routes share a name.
+    #[error("routes[{index}]: duplicate route name {name:?}")]
+    DuplicateRoute {
+        /// Index of the second one.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// Two backends share a name.
+    #[error("backends: duplicate backend name {0:?}")]
+    DuplicateBackend(String),
+    /// A rule refers to a backend that is not defined.
+    #[error("{at}: unknown backend {name:?}; define it under backends")]
+    UnknownBackend {
+        /// Where.
+        at: String,
+        /// The name.
+        name: String,
+    },
+    /// A value is not valid where it is.
+    #[error("{at}: {message}")]
+    Invalid {
+        /// Where.
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A compiled rule: ready to match and pick.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// `route/rule` label used in metrics and stats (the rule's name, or its index).
+    pub label: String,
+    /// Name of the route.
+    pub route: String,
+    /// Rule name, if any.
+    pub name: Option<String>,
+    pub(crate) matches: Vec<CompiledMatch>,
+    /// Backends: index into [`Table::backends`], weight, session cookie.
+    pub backends: Vec<(usize, u32, Option<SessionCookie>)>,
+    pub(crate) total_weight: u64,
+    /// Filters other than mirrors, in order.
+    pub filters: Vec<Filter>,
+    /// Mirror target (backend index) and percentage.
+    pub mirror: Option<(usize, u8)>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+    /// Cookies (`name=value`) to expire on sight.
+    pub expire_cookies: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledMatch {
+    pub(crate) path: PathCond,
+    pub(crate) headers: Vec<(HeaderName, ValueCond)>,
+    pub(crate) query: Vec<(String, ValueCond)>,
+    pub(crate) method: Option<Method>,
+}
+
+#[derive(Debug)]
+pub(crate) enum PathCond {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub(crate) enum ValueCond {
+    Exact(String),
+    Regex(Regex),
+}
+
+/// Host names of a route, compiled.
+#[derive(Debug)]
+pub(crate) enum HostCond {
+    Any,
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`.
+    Wildcard(String),
+}
+
+/// Routes and backends compiled for lookup. Built once per configuration version; the
+/// request path only reads it.
+#[derive(Debug)]
+pub struct Table {
+    /// Every rule of every route, route by route.
+    pub rules: Vec<CompiledRule>,
+    /// (host condition, route index) pairs with the rules of each route.
+    pub(crate) hosts: Vec<(HostCond, Vec<usize>)>,
+    /// Backends, by index.
+    pub backends: Vec<Backend>,
+    /// The configuration this table was built from.
+    pub config: Config,
+}
+
+// === impl Table ===
+
+impl Table {
+    /// Compiles `config`, refusing anything that cannot be served.
+    pub fn compile(config: Config) -> Result<Table, CompileError> {
+        let mut backend_index = HashMap::new();
+        for (i, b) in config.backends.iter().enumerate() {
+            if backend_index.insert(b.name.clone(), i).is_some() {
+                return Err(CompileError::DuplicateBackend(b.name.clone()));
+            }
+            for (j, e) in b.endpoints.iter().enumerate() {
+                if e.rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(invalid(
+                        &format!("backends[{i}].endpoints[{j}]"),
+                        format!("{e:?} is not host:port"),
+                    ));
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        let mut rules = Vec::new();
+        let mut hosts: Vec<(HostCond, Vec<usize>)> = Vec::new();
+        for (ri, route) in config.routes.iter().enumerate() {
+            if !names.insert(route.name.clone()) {
+                return Err(CompileError::DuplicateRoute {
+                    index: ri,
+                    name: route.name.clone(),
+                });
+            }
+            let first = rules.len();
+            for (ki, rule) in route.rules.iter().enumerate() {
+                let at = format!("routes[{ri}].rules[{ki}]");
+                rules.push(compile_rule(&route.name, ki, rule, &at, &backend_index)?);
+            }
+            let ids: Vec<usize> = (first..rules.len()).collect();
+            if route.hostnames.is_empty() {
+                hosts.push((HostCond::Any, ids.clone()));
+            }
+            for h in &route.hostnames {
+                let h = h.to_ascii_lowercase();
+                match h.strip_prefix('*') {
+                    Some(suffix) if suffix.starts_with('.') => {
+                        hosts.push((HostCond::Wildcard(suffix.to_string()), ids.clone()))
+                    }
+                    Some(_) => {
+                        return Err(invalid(
+                            &format!("routes[{ri}].hostnames"),
+                            format!("{h:?}: a wildcard must be *.domain"),
+                        ));
+                    }
+                    None => hosts.push((HostCond::Exact(h), ids.clone())),
+                }
+            }
+        }
+        Ok(Table {
+            rules,
+            hosts,
+            backends: config.backends.clone(),
+            config,
+        })
+    }
+
+    /// Index of a backend by name.
+    pub fn backend(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+}
+
+fn invalid(at: &str, message: String) -> CompileError {
+    CompileError::Invalid {
+        at: at.to_string(),
+        message,
+    }
+}
+
+fn compile_rule(
+    route: &str,
+    index: usize,
+    rule: &crate::Rule,
+    at: &str,
+    backends: &HashMap<String, usize>,
+) -> Result<CompiledRule, CompileError> {
+    let lookup = |name: &str, at: String| {
+        backends
+            .get(name)
+            .copied()
+            .ok_or_else(|| CompileError::UnknownBackend {
+                at,
+                name: name.to_string(),
+            })
+    };
+    let mut refs = Vec::new();
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        refs.push((
+            lookup(&b.name, format!("{at}.backendRefs[{i}]"))?,
+            b.weight,
+            b.session_cookie.clone(),
+        ));
+    }
+    let mut mirror = None;
+    let mut filters = Vec::new();
+    for (i, f) in rule.filters.iter().enumerate() {
+        match f {
+            Filter::RequestMirror { mirror: m } => {
+                let percent = m.percent.unwrap_or(100);
+                if percent > 100 {
+                    return Err(invalid(
+                        &format!("{at}.filters[{i}].requestMirror.percent"),
+                        format!("{percent} is not a percentage"),
+                    ));
+                }
+                mirror = Some((
+                    lookup(&m.backend_ref.name, format!("{at}.filters[{i}]"))?,
+                    percent,
+                ));
+            }
+            Filter::RequestHeaderModifier { modifier }
+            | Filter::ResponseHeaderModifier { modifier } => {
+                for h in modifier.set.iter().chain(&modifier.add) {
+                    header_name(&h.name, &format!("{at}.filters[{i}]"))?;
+                    http::HeaderValue::from_str(&h.value).map_err(|_| {
+                        invalid(
+                            &format!("{at}.filters[{i}]"),
+                            format!("invalid header value {:?}", h.value),
+                        )
+                    })?;
+                }
+                filters.push(f.clone());
+            }
+            other => filters.push(other.clone()),
+        }
+    }
+    let mut matches = Vec::new();
+    for (i, m) in rule.matches.iter().enumerate() {
+        matches.push(compile_match(m, &format!("{at}.matches[{i}]"))?);
+    }
+    if matches.is_empty() {
+        // No match means every request: path prefix "/" (stored trimmed, like all prefixes).
+        matches.push(CompiledMatch {
+            path: PathCond::Prefix(String::new()),
+            headers: vec![],
+            query: vec![],
+            method: None,
+        });
+    }
+    let expire_cookies = rule
+        .expire_cookies
+        .iter()
+        .filter_map(|c| {
+            c.split_once('=')
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+        })
+        .collect();
+    Ok(CompiledRule {
+        label: format!(
+            "{route}/{}",
+            rule.name.clone().unwrap_or_else(|| index.to_string())
+        ),
+        route: route.to_string(),
+        name: rule.name.clone(),
+        total_weight: refs.iter().map(|(_, w, _)| u64::from(*w)).sum(),
+        backends: refs,
+        matches,
+        filters,
+        mirror,
+        timeouts: rule.timeouts.clone().unwrap_or_default(),
+        retry: rule.retry.clone(),
+        expire_cookies,
+    })
+}
+
+fn header_name(name: &str, at: &str) -> Result<HeaderName, CompileError> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| invalid(at, format!("invalid header name {name:?}")))
+}
+
+fn regex(pattern: &str, at: &str) -> Result<Regex, CompileError> {
+    Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| invalid(at, format!("invalid regular expression: {e}")))
+}
+
+fn value_cond(v: &ValueMatch, at: &str) -> Result<ValueCond, CompileError> {
+    Ok(match v.kind {
+        ValueMatchType::Exact => ValueCond::Exact(v.value.clone()),
+        ValueMatchType::RegularExpression => ValueCond::Regex(regex(&v.value, at)?),
+    })
+}
+
+fn compile_match(m: &crate::Match, at: &str) -> Result<CompiledMatch, CompileError> {
+    let path = match &m.path {
+        None => PathCond::Prefix(String::new()),
+        Some(p) => {
+            if p.kind != PathMatchType::RegularExpression && !p.value.starts_with('/') {
+                return Err(invalid(
+                    &format!("{at}.path"),
+                    format!("{:?} must start with /", p.value),
+                ));
+            }
+            match p.kind {
+                PathMatchType::Exact => PathCond::Exact(p.value.clone()),
+                PathMatchType::PathPrefix => {
+                    PathCond::Prefix(p.value.trim_end_matches('/').to_string())
+                }
+                PathMatchType::RegularExpression => {
+                    PathCond::Regex(regex(&p.value, &format!("{at}.path"))?)
+                }
+            }
+        }
+    };
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.iter().enumerate() {
+        let p = format!("{at}.headers[{i}]");
+        headers.push((header_name(&h.name, &p)?, value_cond(h, &p)?));
+    }
+    let mut query = Vec::new();
+    for (i, q) in m.query_params.iter().enumerate() {
+        query.push((
+            q.name.clone(),
+            value_cond(q, &format!("{at}.queryParams[{i}]"))?,
+        ));
+    }
+    let method = match &m.method {
+        None => None,
+        Some(s) => Some(
+            Method::from_bytes(s.as_bytes())
+                .map_err(|_| invalid(&format!("{at}.method"), format!("invalid method {s:?}")))?,
+        ),
+    };
+    Ok(CompiledMatch {
+        path,
+        headers,
+        query,
+        method,
+    })
+}
