@@ -1,0 +1,103 @@
+//! The admin port: `/metrics`, `/healthz`, `/readyz`, `/config`, `/stats`.
+
+use std::{
+    fmt::Write,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::{server::Shared, stats::BackendStats};
+
+/// Serves the admin endpoints until the process ends.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/config", get(config))
+        .route("/stats", get(stats))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "admin server stopped");
+    }
+}
+
+fn now_sec() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn config(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.state.load_full();
+    let status = shared
+        .config_status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    Json(json!({
+        "generation": state.generation,
+        "status": status,
+        "config": state.table.config,
+    }))
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.state.load_full();
+    let now = now_sec();
+    let entry = |s: &BackendStats| {
+        json!({
+            "route": s.route, "rule": s.rule, "backend": s.backend, "role": s.role,
+            "window10s": s.window(now, 10), "window1m": s.window(now, 60),
+        })
+    };
+    let rules: Vec<Value> = state.stats.iter().flatten().map(|s| entry(s)).collect();
+    Json(
+        json!({ "generation": state.generation, "backends": rules, "unrouted": entry(&state.unrouted) }),
+    )
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let state = shared.state.load_full();
+    let status = shared
+        .config_status
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let mut out = String::with_capacity(4096);
+    out.push_str("# HELP siskin_router_requests_total Requests answered, by route, rule, backend role, backend and status class.\n# TYPE siskin_router_requests_total counter\n");
+    out.push_str("# HELP siskin_router_request_duration_seconds Time to the response head, by route, rule and backend.\n# TYPE siskin_router_request_duration_seconds histogram\n");
+    out.push_str("# HELP siskin_router_errors_total Requests the router failed, by error kind.\n# TYPE siskin_router_errors_total counter\n");
+    for s in state.stats.iter().flatten() {
+        s.render(&mut out);
+    }
+    if state.unrouted.has_requests() {
+        state.unrouted.render(&mut out);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP siskin_router_config_generation Configuration version in service.\n# TYPE siskin_router_config_generation gauge\nsiskin_router_config_generation {}",
+        state.generation
+    );
+    let _ = writeln!(
+        out,
+        "# HELP siskin_router_config_reload_errors_total Configuration files refused (the last good one stays).\n# TYPE siskin_router_config_reload_errors_total counter\nsiskin_router_config_reload_errors_total {}",
+        status.errors_total
+    );
+    let _ = writeln!(
+        out,
+        "# HELP siskin_router_config_valid 1 when the file on disk is the configuration in service.\n# TYPE siskin_router_config_valid gauge\nsiskin_router_config_valid {}",
+        u8::from(status.last_error.is_none())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP siskin_router_uptime_seconds Seconds since start.\n# TYPE siskin_router_uptime_seconds gauge\nsiskin_router_uptime_seconds {}",
+        shared.started.elapsed().as_secs()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

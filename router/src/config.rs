@@ -1,0 +1,50 @@
+//! The YAML configuration file: loading, and reloading when it changes. A bad file keeps the
+//! last good configuration; the error is shown on the admin port and counted in a metric.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use siskin_route::{Config, Table};
+
+/// Reads and compiles a configuration file. Errors name the file and the field.
+pub fn load(path: &Path) -> Result<Table, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses and compiles configuration text.
+pub fn parse(text: &str) -> Result<Table, String> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    let config: Config = serde_path_to_error(de)?;
+    Table::compile(config).map_err(|e| e.to_string())
+}
+
+fn serde_path_to_error(de: serde_yaml::Deserializer<'_>) -> Result<Config, String> {
+    serde::Deserialize::deserialize(de).map_err(|e: serde_yaml::Error| e.to_string())
+}
+
+/// What the reloader knows about the file.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ConfigStatus {
+    /// The file.
+    pub path: PathBuf,
+    /// Version in service.
+    pub generation: u64,
+    /// The last load error, while the file stays bad.
+    pub last_error: Option<String>,
+    /// Failed loads since start.
+    pub errors_total: u64,
+    /// Successful loads since start.
+    pub reloads_total: u64,
+}
+
+/// A cheap fingerprint of a file: modification time and length.
+pub fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// How often the file is checked for changes.
+pub const POLL: Duration = Duration::from_millis(50);

@@ -1,0 +1,69 @@
+//! `siskin-router`: Siskin's L7 router.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use siskin_router::{Options, Router};
+
+/// Siskin's built-in L7 router: weighted split, matches, mirroring, sticky sessions, retries.
+#[derive(Debug, Parser)]
+#[command(name = "siskin-router", version, about)]
+struct Args {
+    /// Route configuration (YAML, docs/router.md); reloaded when it changes.
+    #[arg(long, env = "SISKIN_ROUTER_CONFIG")]
+    config: PathBuf,
+    /// Address to serve traffic on.
+    #[arg(long, env = "SISKIN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Address of the admin port (/metrics, /stats, /config, /healthz, /readyz).
+    #[arg(long, env = "SISKIN_ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9901")]
+    admin_addr: SocketAddr,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "SISKIN_ROUTER_WORKERS")]
+    workers: Option<usize>,
+    /// Requests served at once; more are answered 503.
+    #[arg(
+        long,
+        env = "SISKIN_ROUTER_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 10_000
+    )]
+    max_concurrent_requests: usize,
+    /// Largest request head in bytes.
+    #[arg(long, env = "SISKIN_ROUTER_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Largest request body in bytes (0: unlimited).
+    #[arg(long, env = "SISKIN_ROUTER_MAX_BODY_BYTES", default_value_t = 0)]
+    max_body_bytes: u64,
+    /// Connect timeout to endpoints, in milliseconds.
+    #[arg(long, env = "SISKIN_ROUTER_CONNECT_TIMEOUT_MS", default_value_t = 2000)]
+    connect_timeout_ms: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "SISKIN_ROUTER_DRAIN_SECONDS", default_value_t = 10)]
+    drain_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let options = Options {
+        config: args.config,
+        listen: args.listen,
+        admin: args.admin_addr,
+        max_concurrent: args.max_concurrent_requests,
+        max_header_bytes: args.max_header_bytes,
+        max_body_bytes: args.max_body_bytes,
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        drain_timeout: Duration::from_secs(args.drain_seconds),
+    };
+    let router = Router::new(options).map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers {
+        rt.worker_threads(n.max(1));
+    }
+    rt.enable_all().build()?.block_on(router.run())?;
+    Ok(())
+}

@@ -1,0 +1,634 @@
+//! The request path: select a rule and backend, apply filters, forward with retries and
+//! timeouts, mirror, set session cookies, record statistics.
+
+use std::{
+    cell::Cell,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    header::{self, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, UPGRADE},
+    request::Parts,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body as _, Incoming};
+use siskin_route::{
+    CompiledRule, Filter, HeaderModifier, PathModifier, Protocol, Redirect, SessionCookie, Sticky,
+};
+
+use crate::{
+    ErrorKind,
+    server::Shared,
+    state::State,
+    upstream::{Body, BoxError},
+};
+
+/// Default bound on bodies buffered for retries and mirrors.
+pub const DEFAULT_BUFFER_BYTES: u32 = 64 * 1024;
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(1);
+    let addr = &t as *const u128 as u64;
+    (t as u64 ^ addr.rotate_left(32)) | 1
+}
+
+/// A fast thread-local xorshift random number (weighted picks, load balancing, mirror sampling).
+pub fn rand32() -> u32 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x >> 32) as u32
+    })
+}
+
+fn now_secs() -> (u64, u64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        d.as_secs(),
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    )
+}
+
+/// Serves one request. Never fails: errors become responses with a classified status.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let state = shared.state.load_full();
+    let Ok(_permit) = shared.limit.try_acquire() else {
+        let (sec, _) = now_secs();
+        state
+            .unrouted
+            .record(sec, 503, Some(ErrorKind::Overloaded), started.elapsed());
+        return Ok(error_response(ErrorKind::Overloaded));
+    };
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()));
+    let selection = state.table.select(
+        req.method(),
+        host.as_deref(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+        rand32(),
+    );
+    let Some(sel) = selection else {
+        let (sec, _) = now_secs();
+        state
+            .unrouted
+            .record(sec, 404, Some(ErrorKind::NoRoute), started.elapsed());
+        return Ok(error_response(ErrorKind::NoRoute));
+    };
+    let rule = sel.rule;
+    let work = forward(
+        &shared,
+        &state,
+        rule,
+        sel.backend,
+        sel.sticky,
+        sel.matched_prefix,
+        req,
+    );
+    let result = match rule.timeouts.request {
+        Some(t) => tokio::time::timeout(t.0, work)
+            .await
+            .unwrap_or(Err(ErrorKind::RequestTimeout)),
+        None => work.await,
+    };
+    let (sec, _) = now_secs();
+    let series = sel.backend.and_then(|b| state.stats[sel.rule_index].get(b));
+    let response = match result {
+        Ok(resp) => {
+            if let Some(s) = series {
+                s.record(sec, resp.status().as_u16(), None, started.elapsed());
+            }
+            resp
+        }
+        Err(kind) => {
+            let s = series.unwrap_or(&state.unrouted);
+            s.record(sec, kind.status().as_u16(), Some(kind), started.elapsed());
+            error_response(kind)
+        }
+    };
+    Ok(response)
+}
+
+fn error_response(kind: ErrorKind) -> Response<Body> {
+    let body = Full::new(Bytes::from(format!("siskin-router: {}\n", kind.label())));
+    let mut r = Response::new(body.map_err(|e| -> BoxError { match e {} }).boxed());
+    *r.status_mut() = kind.status();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// The request body: buffered (replayable) or streamed once.
+enum ReqBody {
+    Buffered(Bytes),
+    Streaming(Option<Incoming>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Body {
+        match self {
+            ReqBody::Buffered(b) => Full::new(b.clone())
+                .map_err(|e| -> BoxError { match e {} })
+                .boxed(),
+            ReqBody::Streaming(s) => match s.take() {
+                Some(b) => b.map_err(BoxError::from).boxed(),
+                None => Full::new(Bytes::new())
+                    .map_err(|e| -> BoxError { match e {} })
+                    .boxed(),
+            },
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, ReqBody::Buffered(_))
+    }
+}
+
+async fn forward(
+    shared: &Shared,
+    state: &State,
+    rule: &CompiledRule,
+    backend: Option<usize>,
+    sticky: Sticky,
+    matched_prefix: Option<&str>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, ErrorKind> {
+    for f in &rule.filters {
+        if let Filter::RequestRedirect { redirect } = f {
+            return Ok(redirect_response(redirect, &req, matched_prefix));
+        }
+    }
+    let Some(bi) = backend else {
+        return Err(ErrorKind::NoBackend);
+    };
+    let (backend_index, _, cookie) = &rule.backends[bi];
+    let pool = &state.pools[*backend_index];
+    let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let request_cookies: Vec<String> = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let (mut parts, incoming) = req.into_parts();
+    apply_request_filters(rule, &mut parts, matched_prefix);
+
+    let length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max_body = shared.options.max_body_bytes;
+    if max_body > 0 && length.is_some_and(|l| l > max_body) {
+        return Err(ErrorKind::BodyTooLarge);
+    }
+    let mirror = rule
+        .mirror
+        .filter(|(_, pct)| u64::from(rand32() % 100) < u64::from(*pct));
+    let bound = rule
+        .retry
+        .as_ref()
+        .and_then(|r| r.max_body_bytes)
+        .unwrap_or(DEFAULT_BUFFER_BYTES);
+    let wants_buffer = rule.retry.is_some() || mirror.is_some();
+    let small = incoming.is_end_stream() || length.is_some_and(|l| l <= u64::from(bound));
+    let mut body = if wants_buffer && small && client_upgrade.is_none() {
+        let limited = Limited::new(incoming, bound as usize);
+        match limited.collect().await {
+            Ok(c) => ReqBody::Buffered(c.to_bytes()),
+            Err(_) => return Err(ErrorKind::UpstreamFailed),
+        }
+    } else {
+        ReqBody::Streaming(Some(incoming))
+    };
+    if let (Some((mirror_backend, _)), ReqBody::Buffered(bytes)) = (mirror, &body) {
+        spawn_mirror(shared, state, mirror_backend, &parts, bytes.clone());
+    }
+
+    let retry = rule.retry.as_ref().filter(|_| body.replayable());
+    let attempts = 1 + retry.map_or(0, |r| u32::from(r.attempts));
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    let mut backoff = retry
+        .and_then(|r| r.backoff)
+        .map_or(Duration::from_millis(25), |d| d.0);
+    let client = shared.clients.for_protocol(pool.protocol);
+    let mut last = ErrorKind::NoEndpoint;
+    let mut failed: Option<Arc<crate::upstream::Endpoint>> = None;
+    for attempt in 0..attempts {
+        let (_, now_ms) = now_secs();
+        let Some(endpoint) = pool
+            .pick(rand32(), rand32(), now_ms, failed.as_ref())
+            .cloned()
+        else {
+            return Err(ErrorKind::NoEndpoint);
+        };
+        let upstream = upstream_request(
+            &parts,
+            &endpoint.addr,
+            pool.protocol,
+            body.take(),
+            client_upgrade.is_some(),
+        )?;
+        let _inflight = endpoint.start();
+        let t0 = Instant::now();
+        let sent = client.request(upstream);
+        let outcome = match rule.timeouts.backend_request {
+            Some(t) => tokio::time::timeout(t.0, sent)
+                .await
+                .map_err(|_| ErrorKind::BackendTimeout),
+            None => Ok(sent.await),
+        };
+        let more = attempt + 1 < attempts;
+        let (_, now_ms) = now_secs();
+        match outcome {
+            Ok(Ok(mut resp)) => {
+                let status = resp.status();
+                endpoint.report(status.as_u16() < 500, t0.elapsed(), now_ms);
+                let retry_code = retry.is_some_and(|r| r.codes.contains(&status.as_u16()))
+                    && (idempotent || body.replayable());
+                if retry_code && more {
+                    failed = Some(endpoint.clone());
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                if status == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_up) = client_upgrade
+                {
+                    let upstream_up = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(tunnel(client_up, upstream_up));
+                    let (head, _) = resp.into_parts();
+                    return Ok(Response::from_parts(
+                        head,
+                        Full::new(Bytes::new())
+                            .map_err(|e| -> BoxError { match e {} })
+                            .boxed(),
+                    ));
+                }
+                let mut resp = resp.map(|b| b.map_err(BoxError::from).boxed());
+                apply_response_filters(rule, resp.headers_mut());
+                session_cookies(
+                    resp.headers_mut(),
+                    cookie.as_ref(),
+                    sticky,
+                    rule,
+                    &request_cookies,
+                );
+                return Ok(resp);
+            }
+            Ok(Err(e)) => {
+                endpoint.report(false, t0.elapsed(), now_ms);
+                last = if e.is_connect() {
+                    ErrorKind::ConnectFailed
+                } else {
+                    ErrorKind::UpstreamFailed
+                };
+                // A connection that was never made sent nothing: always safe to try again.
+                let safe = e.is_connect() || (idempotent && body.replayable());
+                if retry.is_some() && safe && more {
+                    failed = Some(endpoint.clone());
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                tracing::debug!(endpoint = %endpoint.addr, error = %e, "upstream request failed");
+                return Err(last);
+            }
+            Err(kind) => {
+                endpoint.report(false, t0.elapsed(), now_ms);
+                last = kind;
+                if retry.is_some() && idempotent && body.replayable() && more {
+                    failed = Some(endpoint.clone());
+                    continue;
+                }
+                return Err(kind);
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+        return;
+    };
+    let mut c = hyper_util::rt::TokioIo::new(c);
+    let mut u = hyper_util::rt::TokioIo::new(u);
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(UPGRADE)
+        && h.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("upgrade"))
+        })
+}
+
+/// Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1), except an upgrade request's.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn upstream_request(
+    parts: &Parts,
+    addr: &str,
+    protocol: Protocol,
+    body: Body,
+    upgrade: bool,
+) -> Result<Request<Body>, ErrorKind> {
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{addr}{pq}")
+        .parse()
+        .map_err(|_| ErrorKind::UpstreamFailed)?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = match protocol {
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::H2c => Version::HTTP_2,
+    };
+    let headers = req.headers_mut();
+    for (name, value) in &parts.headers {
+        if !upgrade && HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        if name == header::TE && value.as_bytes() != b"trailers" {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if protocol == Protocol::Http1
+        && !headers.contains_key(HOST)
+        && let Some(a) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(HOST, a);
+    }
+    Ok(req)
+}
+
+fn spawn_mirror(shared: &Shared, state: &State, backend: usize, parts: &Parts, body: Bytes) {
+    let pool = state.pools[backend].clone();
+    let client = shared.clients.for_protocol(pool.protocol).clone();
+    let (_, now_ms) = now_secs();
+    let Some(endpoint) = pool.pick(rand32(), rand32(), now_ms, None).cloned() else {
+        return;
+    };
+    let full = Full::new(body)
+        .map_err(|e| -> BoxError { match e {} })
+        .boxed();
+    let Ok(req) = upstream_request(parts, &endpoint.addr, pool.protocol, full, false) else {
+        return;
+    };
+    // The copy runs on its own; the client's answer never waits for it.
+    tokio::spawn(async move {
+        let _inflight = endpoint.start();
+        if let Ok(Ok(resp)) =
+            tokio::time::timeout(Duration::from_secs(30), client.request(req)).await
+        {
+            let _ = resp.into_body().collect().await;
+        }
+    });
+}
+
+fn apply_request_filters(rule: &CompiledRule, parts: &mut Parts, matched_prefix: Option<&str>) {
+    for f in &rule.filters {
+        match f {
+            Filter::RequestHeaderModifier { modifier } => modify(&mut parts.headers, modifier),
+            Filter::UrlRewrite { rewrite } => {
+                if let Some(h) = rewrite
+                    .hostname
+                    .as_deref()
+                    .and_then(|h| HeaderValue::from_str(h).ok())
+                {
+                    parts.headers.insert(HOST, h);
+                }
+                if let Some(p) = &rewrite.path {
+                    let new_path = rewrite_path(parts.uri.path(), p, matched_prefix);
+                    let pq = match parts.uri.query() {
+                        Some(q) => format!("{new_path}?{q}"),
+                        None => new_path,
+                    };
+                    if let Ok(uri) = pq.parse() {
+                        parts.uri = uri;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn rewrite_path(path: &str, m: &PathModifier, matched_prefix: Option<&str>) -> String {
+    match m {
+        PathModifier::ReplaceFullPath { path } => path.clone(),
+        PathModifier::ReplacePrefixMatch { prefix } => {
+            let rest = path
+                .strip_prefix(matched_prefix.unwrap_or(""))
+                .unwrap_or(path);
+            let joined = format!(
+                "{}/{}",
+                prefix.trim_end_matches('/'),
+                rest.trim_start_matches('/')
+            );
+            if joined.len() > 1 && rest.is_empty() {
+                joined.trim_end_matches('/').to_string()
+            } else {
+                joined
+            }
+        }
+    }
+}
+
+fn apply_response_filters(rule: &CompiledRule, headers: &mut HeaderMap) {
+    for f in &rule.filters {
+        if let Filter::ResponseHeaderModifier { modifier } = f {
+            modify(headers, modifier);
+        }
+    }
+}
+
+fn modify(headers: &mut HeaderMap, m: &HeaderModifier) {
+    let parse = |name: &str, value: &str| {
+        Some((
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(value).ok()?,
+        ))
+    };
+    for h in &m.set {
+        if let Some((n, v)) = parse(&h.name, &h.value) {
+            headers.insert(n, v);
+        }
+    }
+    for h in &m.add {
+        if let Some((n, v)) = parse(&h.name, &h.value) {
+            headers.append(n, v);
+        }
+    }
+    for name in &m.remove {
+        headers.remove(name.as_str());
+    }
+}
+
+/// A backend with a session cookie sets it on responses it answered by weight; a request
+/// carrying a cookie of an earlier run gets that cookie expired.
+fn session_cookies(
+    headers: &mut HeaderMap,
+    cookie: Option<&SessionCookie>,
+    sticky: Sticky,
+    rule: &CompiledRule,
+    request_cookies: &[String],
+) {
+    if let (Some(c), Sticky::Weighted) = (cookie, sticky)
+        && let Ok(v) = HeaderValue::from_str(&set_cookie(c))
+    {
+        headers.append(SET_COOKIE, v);
+    }
+    for (name, value) in &rule.expire_cookies {
+        let carried = request_cookies.iter().flat_map(|h| h.split(';')).any(|p| {
+            p.trim()
+                .split_once('=')
+                .is_some_and(|(n, v)| n == name && v == value)
+        });
+        if carried && let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Max-Age=-1")) {
+            headers.append(SET_COOKIE, v);
+        }
+    }
+}
+
+/// `Set-Cookie` value with every attribute.
+pub fn set_cookie(c: &SessionCookie) -> String {
+    let mut s = format!("{}={}", c.name, c.value);
+    if let Some(a) = c.max_age {
+        s.push_str(&format!("; Max-Age={a}"));
+    }
+    if let Some(d) = &c.domain {
+        s.push_str(&format!("; Domain={d}"));
+    }
+    if let Some(p) = &c.path {
+        s.push_str(&format!("; Path={p}"));
+    }
+    if c.http_only {
+        s.push_str("; HttpOnly");
+    }
+    if c.partitioned {
+        s.push_str("; Partitioned");
+    }
+    if let Some(ss) = &c.same_site {
+        s.push_str(&format!("; SameSite={ss}"));
+    }
+    if c.secure {
+        s.push_str("; Secure");
+    }
+    s
+}
+
+fn redirect_response<B>(
+    r: &Redirect,
+    req: &Request<B>,
+    matched_prefix: Option<&str>,
+) -> Response<Body> {
+    let scheme = r.scheme.clone().unwrap_or_else(|| "http".to_string());
+    let host = r.hostname.clone().or_else(|| {
+        req.headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_string())
+    });
+    let path = match &r.path {
+        Some(m) => rewrite_path(req.uri().path(), m, matched_prefix),
+        None => req.uri().path().to_string(),
+    };
+    let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let location = format!("{scheme}://{}{port}{path}{query}", host.unwrap_or_default());
+    let mut resp = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|e| -> BoxError { match e {} })
+            .boxed(),
+    );
+    *resp.status_mut() =
+        StatusCode::from_u16(r.status_code.unwrap_or(302)).unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rewrite_follows_gateway_api() {
+        let m = PathModifier::ReplacePrefixMatch {
+            prefix: "/v2".into(),
+        };
+        assert_eq!(rewrite_path("/api/users", &m, Some("/api")), "/v2/users");
+        assert_eq!(rewrite_path("/api", &m, Some("/api")), "/v2");
+        let root = PathModifier::ReplacePrefixMatch { prefix: "/".into() };
+        assert_eq!(rewrite_path("/api/users", &root, Some("/api")), "/users");
+    }
+
+    #[test]
+    fn cookie_attributes_are_complete() {
+        let c = SessionCookie {
+            name: "c".into(),
+            value: "v".into(),
+            max_age: Some(3600),
+            domain: Some("example.com".into()),
+            path: Some("/".into()),
+            secure: true,
+            http_only: true,
+            partitioned: true,
+            same_site: Some("Lax".into()),
+        };
+        assert_eq!(
+            set_cookie(&c),
+            "c=v; Max-Age=3600; Domain=example.com; Path=/; HttpOnly; Partitioned; SameSite=Lax; Secure"
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Per rule × backend statistics, recorded with atomics on the request path.
+//!
+//! Two views of the same events: cumulative counters and a latency histogram for Prometheus,
+//! and a sliding window of 60 one-second slots for live rates, success rates and quantiles
+//! (10 s and 1 m). Memory is bounded: 60 slots of 16 counters, allocated on the first request,
+//! so idle routes cost a few hundred bytes.
+
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::ErrorKind;
+
+/// Upper bounds of the latency buckets, in milliseconds (the last bucket is +Inf).
+pub const BUCKETS_MS: [f64; 13] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+const NB: usize = BUCKETS_MS.len() + 1;
+const SLOTS: usize = 60;
+
+/// Statistics of one backend of one rule.
+#[derive(Debug)]
+pub struct BackendStats {
+    /// Route name.
+    pub route: String,
+    /// Rule label (`route/rule`).
+    pub rule: String,
+    /// Backend name.
+    pub backend: String,
+    /// Role of the backend (`primary`, `canary`).
+    pub role: String,
+    classes: [AtomicU64; 5],
+    hist: [AtomicU64; NB],
+    sum_us: AtomicU64,
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    window: OnceLock<Box<[Slot; SLOTS]>>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    sec: AtomicU64,
+    requests: AtomicU32,
+    failures: AtomicU32,
+    hist: [AtomicU32; NB],
+}
+
+/// A window's summary, as `/stats` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// Window length in seconds.
+    pub seconds: u64,
+    /// Requests in the window.
+    pub requests: u64,
+    /// Requests per second.
+    pub rate: f64,
+    /// Percentage of requests that did not fail (no 5xx, no proxy error); None without requests.
+    pub success_rate: Option<f64>,
+    /// Latency quantiles in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+}
+
+// === impl BackendStats ===
+
+impl BackendStats {
+    /// Empty statistics.
+    pub fn new(route: &str, rule: &str, backend: &str, role: &str) -> Self {
+        BackendStats {
+            route: route.to_string(),
+            rule: rule.to_string(),
+            backend: backend.to_string(),
+            role: role.to_string(),
+            classes: Default::default(),
+            hist: Default::default(),
+            sum_us: AtomicU64::new(0),
+            errors: Default::default(),
+            window: OnceLock::new(),
+        }
+    }
+
+    /// Records one response (or failure) at `now_sec` (seconds since the epoch).
+    pub fn record(&self, now_sec: u64, status: u16, error: Option<ErrorKind>, latency: Duration) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.classes[class].fetch_add(1, Relaxed);
+        let bucket = bucket_of(latency);
+        self.hist[bucket].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+        if let Some(k) = error {
+            self.errors[k.index()].fetch_add(1, Relaxed);
+        }
+        let failed = status >= 500 || error.is_some();
+        let window = self
+            .window
+            .get_or_init(|| Box::new(std::array::from_fn(|_| Slot::default())));
+        let slot = &window[(now_sec % SLOTS as u64) as usize];
+        let seen = slot.sec.load(Relaxed);
+        if seen != now_sec
+            && slot
+                .sec
+                .compare_exchange(seen, now_sec, Relaxed, Relaxed)
+                .is_ok()
+        {
+            // First event of a new second in this slot: forget what it held a minute ago.
+            slot.requests.store(0, Relaxed);
+            slot.failures.store(0, Relaxed);
+            slot.hist.iter().for_each(|h| h.store(0, Relaxed));
+        }
+        slot.requests.fetch_add(1, Relaxed);
+        if failed {
+            slot.failures.fetch_add(1, Relaxed);
+        }
+        slot.hist[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// Summary of the last `seconds` seconds (at most 60), ending at `now_sec`.
+    pub fn window(&self, now_sec: u64, seconds: u64) -> WindowStats {
+        let seconds = seconds.clamp(1, SLOTS as u64);
+        let mut out = WindowStats {
+            seconds,
+            ..Default::default()
+        };
+        let Some(window) = self.window.get() else {
+            return out;
+        };
+        let mut failures = 0u64;
+        let mut hist = [0u64; NB];
+        for slot in window.iter() {
+            let sec = slot.sec.load(Relaxed);
+            if sec + seconds <= now_sec || sec > now_sec {
+                continue;
+            }
+            out.requests += u64::from(slot.requests.load(Relaxed));
+            failures += u64::from(slot.failures.load(Relaxed));
+            for (h, s) in hist.iter_mut().zip(&slot.hist) {
+                *h += u64::from(s.load(Relaxed));
+            }
+        }
+        out.rate = out.requests as f64 / seconds as f64;
+        if out.requests > 0 {
+            out.success_rate = Some(
+                100.0 * (out.requests - failures.min(out.requests)) as f64 / out.requests as f64,
+            );
+            out.p50_ms = quantile(&hist, 0.50);
+            out.p90_ms = quantile(&hist, 0.90);
+            out.p99_ms = quantile(&hist, 0.99);
+        }
+        out
+    }
+
+    /// Whether anything was ever recorded.
+    pub fn has_requests(&self) -> bool {
+        self.classes.iter().any(|c| c.load(Relaxed) > 0)
+    }
+
+    /// Renders this series set in Prometheus text format (without HELP/TYPE headers).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let labels = format!(
+            "route=\"{}\",rule=\"{}\",backend=\"{}\",backend_name=\"{}\"",
+            esc(&self.route),
+            esc(&self.rule),
+            esc(&self.role),
+            esc(&self.backend)
+        );
+        for (i, c) in self.classes.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "siskin_router_requests_total{{{labels},status_class=\"{}xx\"}} {n}",
+                    i + 1
+                );
+            }
+        }
+        let mut cumulative = 0;
+        for (i, b) in self.hist.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = BUCKETS_MS
+                .get(i)
+                .map_or("+Inf".to_string(), |ms| format!("{}", ms / 1000.0));
+            let _ = writeln!(
+                out,
+                "siskin_router_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "siskin_router_request_duration_seconds_sum{{{labels}}} {}",
+            self.sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "siskin_router_request_duration_seconds_count{{{labels}}} {cumulative}"
+        );
+        for k in ErrorKind::ALL {
+            let n = self.errors[k.index()].load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "siskin_router_errors_total{{{labels},error_kind=\"{}\"}} {n}",
+                    k.label()
+                );
+            }
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn bucket_of(latency: Duration) -> usize {
+    let ms = latency.as_secs_f64() * 1000.0;
+    BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(NB - 1)
+}
+
+/// Quantile by linear interpolation inside the bucket that holds it.
+fn quantile(hist: &[u64; NB], q: f64) -> Option<f64> {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0.0;
+    for (i, n) in hist.iter().enumerate() {
+        let n = *n as f64;
+        if n > 0.0 && seen + n >= rank {
+            let lo = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] };
+            let hi = BUCKETS_MS.get(i).copied().unwrap_or(lo * 2.0);
+            return Some(lo + (hi - lo) * ((rank - seen) / n).clamp(0.0, 1.0));
+        }
+        seen += n;
+    }
+    BUCKETS_MS.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counts_only_recent_seconds() {
+        let s = BackendStats::new("r", "r/0", "b", "primary");
+        for i in 0..10 {
+            s.record(1000 + i, 200, None, Duration::from_millis(3));
+        }
+        s.record(1009, 503, None, Duration::from_millis(3));
+        let w = s.window(1009, 10);
+        assert_eq!(w.requests, 11);
+        assert!((w.success_rate.unwrap() - 100.0 * 10.0 / 11.0).abs() < 1e-9);
+        assert_eq!(s.window(1009, 5).requests, 6);
+        assert_eq!(
+            s.window(1100, 60).requests,
+            0,
+            "a minute later the window is empty"
+        );
+    }
+
+    #[test]
+    fn quantiles_land_in_the_right_bucket() {
+        let s = BackendStats::new("r", "r/0", "b", "primary");
+        for _ in 0..99 {
+            s.record(5, 200, None, Duration::from_millis(3));
+        }
+        s.record(5, 200, None, Duration::from_millis(700));
+        let w = s.window(5, 10);
+        let p50 = w.p50_ms.unwrap();
+        assert!((2.5..=5.0).contains(&p50), "{p50}");
+        assert!(w.p99_ms.unwrap() <= 5.0);
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let s = BackendStats::new(
+            "shop/checkout",
+            "shop/checkout/canary",
+            "checkout-canary",
+            "canary",
+        );
+        s.record(1, 200, None, Duration::from_millis(2));
+        s.record(
+            1,
+            504,
+            Some(ErrorKind::BackendTimeout),
+            Duration::from_secs(2),
+        );
+        let mut out = String::new();
+        s.render(&mut out);
+        assert!(out.contains("siskin_router_requests_total{route=\"shop/checkout\",rule=\"shop/checkout/canary\",backend=\"canary\",backend_name=\"checkout-canary\",status_class=\"5xx\"} 1"), "{out}");
+        assert!(out.contains("error_kind=\"backend_timeout\"} 1"));
+        assert!(out.contains("le=\"+Inf\"} 2"));
+    }
+}

@@ -1,0 +1,394 @@
+//! The router on loopback with real upstream servers: split, matches, mirroring, sticky
+//! cookies, retries, timeouts, ejection, gRPC trailers, reload under load, metrics and stats.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    sync::atomic::Ordering::SeqCst,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use support::{RouterProcess, Upstream, backends, free_port, get, http1_client};
+
+fn split(primary: u32, canary: u32) -> String {
+    format!(
+        "routes:\n- name: shop/checkout\n  rules:\n  - name: canary\n    backendRefs:\n    - {{name: checkout-primary, weight: {primary}}}\n    - {{name: checkout-canary, weight: {canary}}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_90_10_lands_within_binomial_bounds_and_is_measured() {
+    let (p, c) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("canary", false).await,
+    );
+    let config = split(90, 10)
+        + &backends(&[
+            ("checkout-primary", &[p.port], "primary"),
+            ("checkout-canary", &[c.port], "canary"),
+        ]);
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    let n = 2000;
+    let mut canary = 0;
+    for _ in 0..n {
+        let (status, body, _) = get(&client, router.port, "/", &[]).await;
+        assert_eq!(status, 200);
+        canary += usize::from(body.starts_with("canary"));
+    }
+    // p = 0.1, n = 2000: mean 200, sd 13.4; 5 sd either side.
+    assert!(
+        (133..=267).contains(&canary),
+        "{canary} of {n} went to the canary"
+    );
+    let metrics = router.admin_get("/metrics").await.unwrap();
+    let line = format!(
+        "siskin_router_requests_total{{route=\"shop/checkout\",rule=\"shop/checkout/canary\",backend=\"canary\",backend_name=\"checkout-canary\",status_class=\"2xx\"}} {canary}"
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+    assert!(
+        metrics.contains("siskin_router_request_duration_seconds_bucket{route=\"shop/checkout\"")
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&router.admin_get("/stats").await.unwrap()).unwrap();
+    let canary_stats = stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["role"] == "canary")
+        .unwrap();
+    assert_eq!(canary_stats["window1m"]["requests"], canary as u64);
+    assert_eq!(canary_stats["window1m"]["success_rate"], 100.0);
+    assert!(canary_stats["window1m"]["p99_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_cookie_and_query_matches() {
+    let (p, c) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("canary", false).await,
+    );
+    let config = format!(
+        "routes:\n- name: ab\n  rules:\n  - name: insiders\n    matches:\n    - headers: [{{name: x-canary, value: insider}}]\n    - headers: [{{name: cookie, type: RegularExpression, value: '^(.*?;)?(type=insider)(;.*)?$'}}]\n    - queryParams: [{{name: canary, value: 'yes'}}]\n    backendRefs: [{{name: canary}}]\n  - name: default\n    backendRefs: [{{name: primary}}]\n{}",
+        backends(&[
+            ("primary", &[p.port], "primary"),
+            ("canary", &[c.port], "canary")
+        ])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    assert!(
+        get(&client, router.port, "/", &[])
+            .await
+            .1
+            .starts_with("primary")
+    );
+    assert!(
+        get(&client, router.port, "/", &[("x-canary", "insider")])
+            .await
+            .1
+            .starts_with("canary")
+    );
+    assert!(
+        get(&client, router.port, "/", &[("x-canary", "outsider")])
+            .await
+            .1
+            .starts_with("primary")
+    );
+    assert!(
+        get(&client, router.port, "/", &[("cookie", "a=b;type=insider")])
+            .await
+            .1
+            .starts_with("canary")
+    );
+    assert!(
+        get(&client, router.port, "/?canary=yes", &[])
+            .await
+            .1
+            .starts_with("canary")
+    );
+    assert!(
+        get(&client, router.port, "/?canary=no", &[])
+            .await
+            .1
+            .starts_with("primary")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_requests_without_slowing_the_client() {
+    let (p, m) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("mirror", false).await,
+    );
+    m.delay_ms.store(1500, SeqCst);
+    m.status.store(500, SeqCst);
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - filters:\n    - type: RequestMirror\n      requestMirror: {{backendRef: {{name: canary}}, percent: 100}}\n    backendRefs: [{{name: primary}}]\n{}",
+        backends(&[
+            ("primary", &[p.port], "primary"),
+            ("canary", &[m.port], "canary")
+        ])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    let started = Instant::now();
+    for i in 0..20 {
+        let req = http::Request::post(format!("http://127.0.0.1:{}/order", router.port))
+            .body(Full::new(Bytes::from(format!("order {i}"))))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "the client sees only the primary's answer"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"primary"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a 1.5 s mirror must not slow the client: {:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.hits.load(SeqCst) < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m.hits.load(SeqCst), 20, "every request was copied");
+    let bodies = m.bodies.lock().unwrap().clone();
+    assert!(
+        bodies.iter().any(|b| b.as_ref() == b"order 7"),
+        "bodies are copied too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookies_on_both_sides() {
+    let (p, c) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("canary", false).await,
+    );
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - expireCookies: [\"canary-cookie=old\"]\n    backendRefs:\n    - {{name: primary, weight: 50, sessionCookie: {{name: primary-cookie, value: p1, maxAge: 60}}}}\n    - {{name: canary, weight: 50, sessionCookie: {{name: canary-cookie, value: c1, maxAge: 86400, path: /, httpOnly: true, sameSite: Lax, secure: true}}}}\n{}",
+        backends(&[
+            ("primary", &[p.port], "primary"),
+            ("canary", &[c.port], "canary")
+        ])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    let mut seen = (false, false);
+    for _ in 0..40 {
+        let (_, body, headers) = get(&client, router.port, "/", &[]).await;
+        let cookie = headers
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let (name, who) = if body.starts_with("canary") {
+            ("canary-cookie=c1", "canary")
+        } else {
+            ("primary-cookie=p1", "primary")
+        };
+        assert!(cookie.starts_with(name), "{cookie}");
+        if who == "canary" {
+            seen.0 = true;
+            assert_eq!(
+                cookie,
+                "canary-cookie=c1; Max-Age=86400; Path=/; HttpOnly; SameSite=Lax; Secure"
+            );
+        } else {
+            seen.1 = true;
+        }
+        // Whoever got a cookie stays where it was sent.
+        let value = cookie.split(';').next().unwrap().to_string();
+        for _ in 0..5 {
+            let (_, again, h) = get(&client, router.port, "/", &[("cookie", &value)]).await;
+            assert!(again.starts_with(who), "{value} went to {again}");
+            assert!(
+                h.get("set-cookie").is_none(),
+                "a pinned client is not re-pinned"
+            );
+        }
+    }
+    assert!(seen.0 && seen.1);
+    let (_, _, h) = get(
+        &client,
+        router.port,
+        "/",
+        &[("cookie", "canary-cookie=old")],
+    )
+    .await;
+    let expired: Vec<_> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        expired.contains(&"canary-cookie=old; Max-Age=-1".to_string()),
+        "{expired:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_connection_refused_and_times_out_with_504() {
+    let live = Upstream::start("live", false).await;
+    let dead = free_port();
+    let slow = Upstream::start("slow", false).await;
+    slow.delay_ms.store(2000, SeqCst);
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - matches: [{{path: {{value: /slow}}}}]\n    timeouts: {{backendRequest: 200ms}}\n    backendRefs: [{{name: slow}}]\n  - retry: {{attempts: 3, backoff: 1ms}}\n    backendRefs: [{{name: flaky}}]\n{}",
+        backends(&[
+            ("flaky", &[dead, live.port], "primary"),
+            ("slow", &[slow.port], "primary")
+        ])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    for _ in 0..50 {
+        let (status, body, _) = get(&client, router.port, "/", &[]).await;
+        assert_eq!(
+            (status, body.starts_with("live")),
+            (200, true),
+            "connection refused is retried on another endpoint"
+        );
+    }
+    let started = Instant::now();
+    let (status, body, _) = get(&client, router.port, "/slow", &[]).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let metrics = router.admin_get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("error_kind=\"backend_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_is_ejected_and_comes_back() {
+    let (good, bad) = (
+        Upstream::start("good", false).await,
+        Upstream::start("bad", false).await,
+    );
+    bad.status.store(503, SeqCst);
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: b}}]\n{}",
+        backends(&[("b", &[good.port, bad.port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    for _ in 0..60 {
+        get(&client, router.port, "/", &[]).await;
+    }
+    let before = bad.hits.load(SeqCst);
+    assert!(before >= 5, "the bad endpoint was tried ({before})");
+    for _ in 0..100 {
+        let (status, ..) = get(&client, router.port, "/", &[]).await;
+        assert_eq!(status, 200, "an ejected endpoint gets no traffic");
+    }
+    assert_eq!(bad.hits.load(SeqCst), before);
+    // It recovers; once the 5 s ejection passes it is tried again.
+    bad.status.store(200, SeqCst);
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    for _ in 0..60 {
+        get(&client, router.port, "/", &[]).await;
+    }
+    assert!(bad.hits.load(SeqCst) > before, "the endpoint came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_keeps_trailers() {
+    let grpc = Upstream::start("grpc", true).await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: g}}]\nbackends:\n- {{name: g, protocol: h2c, endpoints: [\"127.0.0.1:{}\"]}}\n",
+        grpc.port
+    );
+    let router = RouterProcess::start(&config).await;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::post(format!("http://127.0.0.1:{}/pkg.Service/Call", router.port))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers pass through");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert!(collected.to_bytes().starts_with(b"grpc /pkg.Service/Call"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_loses_no_request_and_bad_config_keeps_the_last_good_one() {
+    let (p, c) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("canary", false).await,
+    );
+    p.delay_ms.store(20, SeqCst);
+    c.delay_ms.store(20, SeqCst);
+    let be = backends(&[
+        ("checkout-primary", &[p.port], "primary"),
+        ("checkout-canary", &[c.port], "canary"),
+    ]);
+    let router = RouterProcess::start(&(split(100, 0) + &be)).await;
+    let port = router.port;
+    let load = tokio::spawn(async move {
+        let client = http1_client();
+        let mut statuses = Vec::new();
+        let stop = Instant::now() + Duration::from_secs(3);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = Vec::new();
+                while Instant::now() < stop {
+                    s.push(get(&client, port, "/", &[]).await.0);
+                }
+                s
+            }));
+        }
+        for t in tasks {
+            statuses.extend(t.await.unwrap());
+        }
+        statuses
+    });
+    for step in 0..=20 {
+        let w = (step * 5) % 101;
+        router.rewrite(&(split(100 - w, w) + &be));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 200, "load ran: {}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "non-2xx during reloads: {:?}",
+        statuses.iter().filter(|s| **s != 200).count()
+    );
+    assert!(c.hits.load(SeqCst) > 0, "weights changed under load");
+    // A bad file is refused and reported; traffic keeps the last good config.
+    router.rewrite("routes: [{name: broken, rules: [{backendRefs: [{name: nowhere}]}]}]\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let config: serde_json::Value =
+        serde_json::from_str(&router.admin_get("/config").await.unwrap()).unwrap();
+    let err = config["status"]["last_error"].as_str().unwrap();
+    assert!(err.contains("unknown backend \"nowhere\""), "{err}");
+    let metrics = router.admin_get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("siskin_router_config_valid 0")
+            && metrics.contains("siskin_router_config_reload_errors_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(&http1_client(), router.port, "/", &[]).await.0, 200);
+}
