@@ -48,3 +48,32 @@ pub fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// How often the file is checked for changes.
 pub const POLL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runnable_examples_compile() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/router");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/router exists") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "{n} examples");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("routes:\n- name: r\n  rules:\n  - backendRefs: [{name: b, wieght: 3}]\n")
+            .unwrap_err();
+        assert!(e.contains("unknown field `wieght`"), "{e}");
+        let e =
+            parse("routes: []\nbackends:\n- {name: b, endpoints: [\"no-port\"]}\n").unwrap_err();
+        assert_eq!(e, "backends[0].endpoints[0]: \"no-port\" is not host:port");
+    }
+}

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod kube_source;
 pub mod proxy;
 pub mod server;
 pub mod state;
@@ -15,4 +16,4 @@ pub mod stats;
 pub mod upstream;
 
 pub use error::ErrorKind;
-pub use server::{Options, Router};
+pub use server::{Options, Router, Source};

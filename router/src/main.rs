@@ -3,15 +3,30 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use siskin_router::{Options, Router};
+use siskin_router::{Options, Router, Source, kube_source::KubeOptions};
 
 /// Siskin's built-in L7 router: weighted split, matches, mirroring, sticky sessions, retries.
 #[derive(Debug, Parser)]
 #[command(name = "siskin-router", version, about)]
 struct Args {
     /// Route configuration (YAML, docs/router.md); reloaded when it changes.
-    #[arg(long, env = "SISKIN_ROUTER_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "SISKIN_ROUTER_CONFIG",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    config: Option<PathBuf>,
+    /// Read routes from the cluster: HTTPRoutes whose parent is a Service or a Gateway of
+    /// --gateway-class, and the EndpointSlices of their backends (in-cluster or KUBECONFIG).
+    #[arg(long, env = "SISKIN_ROUTER_KUBERNETES")]
+    kubernetes: bool,
+    /// Gateway class served in --kubernetes mode.
+    #[arg(long, env = "SISKIN_ROUTER_GATEWAY_CLASS", default_value = "siskin")]
+    gateway_class: String,
+    /// Watch only this namespace in --kubernetes mode (default: all).
+    #[arg(long, env = "SISKIN_ROUTER_NAMESPACE")]
+    namespace: Option<String>,
     /// Address to serve traffic on.
     #[arg(long, env = "SISKIN_ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -50,7 +65,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let options = Options {
-        config: args.config,
+        source: match args.config {
+            Some(path) => Source::File(path),
+            None => Source::Kubernetes(KubeOptions {
+                gateway_class: args.gateway_class,
+                namespace: args.namespace,
+            }),
+        },
         listen: args.listen,
         admin: args.admin_addr,
         max_concurrent: args.max_concurrent_requests,

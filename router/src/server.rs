@@ -23,11 +23,20 @@ use crate::{
     upstream::Clients,
 };
 
+/// Where routes come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A YAML file, reloaded when it changes.
+    File(PathBuf),
+    /// HTTPRoutes, Services and EndpointSlices of a cluster.
+    Kubernetes(crate::kube_source::KubeOptions),
+}
+
 /// Router settings (from the command line).
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Configuration file.
-    pub config: PathBuf,
+    /// Where routes come from.
+    pub source: Source,
     /// Proxy listener.
     pub listen: SocketAddr,
     /// Admin listener.
@@ -72,11 +81,18 @@ pub struct Router {
 impl Router {
     /// Loads the configuration (refusing to start on a bad one) and prepares to serve.
     pub fn new(options: Options) -> Result<Router, String> {
-        let table = config::load(&options.config)?;
+        let (table, path) = match &options.source {
+            Source::File(path) => (config::load(path)?, path.clone()),
+            Source::Kubernetes(_) => (
+                siskin_route::Table::compile(siskin_route::Config::default())
+                    .map_err(|e| e.to_string())?,
+                PathBuf::from("kubernetes"),
+            ),
+        };
         let registry = Registry::default();
         let state = registry.build(table, 1);
         let status = ConfigStatus {
-            path: options.config.clone(),
+            path,
             generation: 1,
             reloads_total: 1,
             ..Default::default()
@@ -101,7 +117,21 @@ impl Router {
         let admin_listener = TcpListener::bind(shared.options.admin).await?;
         tracing::info!(listen = %shared.options.listen, admin = %shared.options.admin, "siskin-router serving");
         tokio::spawn(admin::serve(admin_listener, shared.clone()));
-        tokio::spawn(watch_config(shared.clone()));
+        match shared.options.source.clone() {
+            Source::File(path) => {
+                tokio::spawn(watch_config(shared.clone(), path));
+            }
+            Source::Kubernetes(opts) => {
+                let client = kube::Client::try_default().await.map_err(|e| {
+                    std::io::Error::other(format!("cannot reach the Kubernetes API: {e}"))
+                })?;
+                let target = shared.clone();
+                tokio::spawn(crate::kube_source::run(client, opts, move |config| {
+                    let compiled = siskin_route::Table::compile(config).map_err(|e| e.to_string());
+                    install(&target, compiled);
+                }));
+            }
+        }
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -165,10 +195,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Reloads the file when it changes: a good file is swapped in for new requests; a bad one
-/// keeps the last good configuration and is reported.
-async fn watch_config(shared: Arc<Shared>) {
-    let path = shared.options.config.clone();
+/// Reloads the file when it changes.
+async fn watch_config(shared: Arc<Shared>, path: PathBuf) {
     let mut seen = config::fingerprint(&path);
     loop {
         tokio::time::sleep(config::POLL).await;
@@ -177,26 +205,31 @@ async fn watch_config(shared: Arc<Shared>) {
             continue;
         }
         seen = now;
-        let loaded = config::load(&path);
-        let mut status = shared
-            .config_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match loaded {
-            Ok(table) => {
-                let generation = status.generation + 1;
-                let state = shared.registry.build(table, generation);
-                shared.state.store(Arc::new(state));
-                status.generation = generation;
-                status.reloads_total += 1;
-                status.last_error = None;
-                tracing::info!(generation, "configuration reloaded");
-            }
-            Err(e) => {
-                status.errors_total += 1;
-                tracing::error!(error = %e, generation = status.generation, "configuration refused; keeping the last good one");
-                status.last_error = Some(e);
-            }
+        install(&shared, config::load(&path));
+    }
+}
+
+/// Swaps a good table in for new requests; a bad one keeps the last good configuration and is
+/// reported on the admin port and in metrics.
+fn install(shared: &Shared, loaded: Result<siskin_route::Table, String>) {
+    let mut status = shared
+        .config_status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match loaded {
+        Ok(table) => {
+            let generation = status.generation + 1;
+            let state = shared.registry.build(table, generation);
+            shared.state.store(Arc::new(state));
+            status.generation = generation;
+            status.reloads_total += 1;
+            status.last_error = None;
+            tracing::info!(generation, "configuration reloaded");
+        }
+        Err(e) => {
+            status.errors_total += 1;
+            tracing::error!(error = %e, generation = status.generation, "configuration refused; keeping the last good one");
+            status.last_error = Some(e);
         }
     }
 }

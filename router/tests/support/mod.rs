@@ -200,6 +200,51 @@ impl RouterProcess {
         r
     }
 
+    /// The router in Kubernetes mode, watching one namespace of the cluster in `kubeconfig`.
+    pub async fn start_kubernetes(kubeconfig: &std::path::Path, namespace: &str) -> RouterProcess {
+        let dir = std::env::temp_dir().join(format!(
+            "siskin-router-kube-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (port, admin) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_siskin-router"))
+            .args([
+                "--kubernetes",
+                "--namespace",
+                namespace,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-addr",
+                &format!("127.0.0.1:{admin}"),
+                "--workers",
+                "2",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("siskin-router starts");
+        let r = RouterProcess {
+            port,
+            admin,
+            config: dir.join("none"),
+            child,
+            _dir: TempDir(dir),
+        };
+        let started = Instant::now();
+        while r.admin_get("/readyz").await.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "router not ready within 10s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        r
+    }
+
     pub fn rewrite(&self, config: &str) {
         // Write to a temporary file and rename, as a config management tool would.
         let tmp = self.config.with_extension("tmp");

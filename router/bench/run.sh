@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Router benchmark: direct vs nginx vs siskin-router, same upstream, same 90/10 split, same
+# worker count, in one run. Loopback only; every load is bounded in time.
+#
+#   router/bench/run.sh [--quick] [--write]     --write updates docs/benchmarks.md
+#
+# Layout (2 cores): upstream nginx and the proxy under test share CPU 0, the load generator
+# runs on CPU 1. Throughput: wrk -t1 -c64 -d10s (closed loop). Latency: oha at a fixed rate
+# with coordinated-omission correction. CPU per request from /proc/<pid>/stat.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+QUICK=0; WRITE=0
+for a in "$@"; do case "$a" in --quick) QUICK=1 ;; --write) WRITE=1 ;; esac; done
+REPS=3; DUR=10; RATE=2000; [ "$QUICK" = 1 ] && { REPS=1; DUR=5; }
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk || ! need taskset; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux >/dev/null
+fi
+need oha || cargo install oha --locked
+cargo build --release --locked -p siskin-router >/dev/null
+ROUTER=$ROOT/target/release/siskin-router
+
+RUN=$(mktemp -d /tmp/siskin-bench.XXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
+trap cleanup EXIT
+
+cat >"$RUN/upstream.conf" <<NGX
+worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  server { listen 127.0.0.1:18081 backlog=4096; location / { return 200 "ok-a\n"; } }
+  server { listen 127.0.0.1:18082 backlog=4096; location / { return 200 "ok-b\n"; } } }
+NGX
+cat >"$RUN/proxy.conf" <<NGX
+worker_processes 1; daemon off; pid $RUN/proxy.pid; error_log $RUN/proxy.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  proxy_http_version 1.1; proxy_set_header Connection "";
+  upstream up_a { server 127.0.0.1:18081; keepalive 128; keepalive_requests 1000000; }
+  upstream up_b { server 127.0.0.1:18082; keepalive 128; keepalive_requests 1000000; }
+  split_clients "\${request_id}" \$split_backend { 90% up_a; * up_b; }
+  server { listen 127.0.0.1:18083 backlog=4096; location / { proxy_pass http://\$split_backend; } } }
+NGX
+cat >"$RUN/router.yaml" <<YAML
+routes:
+- name: bench/split
+  rules:
+  - backendRefs: [{name: a, weight: 90}, {name: b, weight: 10}]
+backends:
+- {name: a, role: primary, endpoints: ["127.0.0.1:18081"]}
+- {name: b, role: canary, endpoints: ["127.0.0.1:18082"]}
+YAML
+
+taskset -c 0 nginx -c "$RUN/upstream.conf" & PIDS+=($!)
+taskset -c 0 nginx -c "$RUN/proxy.conf" & PIDS+=($!)
+taskset -c 0 "$ROUTER" --config "$RUN/router.yaml" --listen 127.0.0.1:18100 --admin-addr 127.0.0.1:18101 --workers 1 >"$RUN/router.log" 2>&1 & PIDS+=($!)
+ROUTER_PID=$!
+sleep 1.5
+NGINX_WORKER=$(pgrep -P "$(cat "$RUN/proxy.pid")" | head -1)
+
+declare -A URL=([direct]=http://127.0.0.1:18081/ [nginx]=http://127.0.0.1:18083/ [siskin]=http://127.0.0.1:18100/)
+declare -A PID=([direct]="" [nginx]=$NGINX_WORKER [siskin]=$ROUTER_PID)
+for t in nginx siskin; do
+  split=$(for i in $(seq 200); do curl -s "${URL[$t]}"; done | sort | uniq -c | tr '\n' ' ')
+  echo "split check $t: $split"
+done
+
+cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+TCK=$(getconf CLK_TCK)
+declare -A RPS CPU P50 P99 P999
+for t in direct nginx siskin; do RPS[$t]=""; CPU[$t]=""; P50[$t]=""; P99[$t]=""; P999[$t]=""; done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+for rep in $(seq "$REPS"); do
+  for t in direct nginx siskin; do
+    taskset -c 1 wrk -t1 -c64 -d2s "${URL[$t]}" >/dev/null 2>&1   # warm-up
+    c0=$(cpu_ticks "${PID[$t]}")
+    out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${URL[$t]}")
+    c1=$(cpu_ticks "${PID[$t]}")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    RPS[$t]+="$rps "
+    if [ "$t" != direct ]; then CPU[$t]+="$(awk -v d=$((c1-c0)) -v n="$reqs" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6/n}') "; fi
+    js=$(taskset -c 1 oha -z "${DUR}s" -c 16 -q "$RATE" --latency-correction --no-tui --output-format json "${URL[$t]}")
+    P50[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p50"]*1e6)') "
+    P99[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99"]*1e6)') "
+    P999[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99.9"]*1e6)') "
+  done
+done
+
+# Weight changes under load: 0 -> 100 % in 5 % steps and back, every 100 ms, at a fixed rate.
+( for i in $(seq 0 40); do w=$(( i <= 20 ? i*5 : (40-i)*5 ));
+    sed "s/weight: 90/weight: $((100-w))/; s/weight: 10}/weight: $w}/" "$RUN/router.yaml" > "$RUN/router.tmp" && mv "$RUN/router.tmp" "$RUN/router.yaml"
+    sleep 0.1; done ) &
+CHG=$(taskset -c 1 oha -z 5s -c 16 -q "$RATE" --no-tui --output-format json "${URL[siskin]}")
+wait $!
+CODES=$(echo "$CHG" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("statusCodeDistribution", {})), sum(d.get("errorDistribution", {}).values()))')
+GENS=$(curl -s 127.0.0.1:18101/metrics | awk '/^siskin_router_config_generation/ {print $2}')
+
+# Memory: idle RSS with 1 route and with 1,000 routes (each with its own backends).
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+RSS1=$(rss "$ROUTER_PID")
+python3 - "$RUN/many.yaml" <<'PY'
+import sys
+routes, backends = [], []
+for i in range(1000):
+    routes.append(f"- name: ns/route-{i}\n  hostnames: [svc-{i}.example]\n  rules:\n  - matches: [{{path: {{value: /api}}, headers: [{{name: x-canary, value: insider}}]}}]\n    backendRefs: [{{name: c-{i}}}]\n  - backendRefs: [{{name: p-{i}, weight: 90}}, {{name: c-{i}, weight: 10}}]\n")
+    backends.append(f"- {{name: p-{i}, endpoints: ['127.0.0.1:18081']}}\n- {{name: c-{i}, role: canary, endpoints: ['127.0.0.1:18082']}}\n")
+open(sys.argv[1], "w").write("routes:\n" + "".join(routes) + "backends:\n" + "".join(backends))
+PY
+"$ROUTER" --config "$RUN/many.yaml" --listen 127.0.0.1:18110 --admin-addr 127.0.0.1:18111 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
+MANY=$!; sleep 2
+for i in $(seq 0 999); do curl -s -o /dev/null -H "Host: svc-$i.example" http://127.0.0.1:18110/ ; done
+RSS1000=$(rss "$MANY")
+
+m() { echo "${1}" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+MACHINE="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+{
+echo "Machine: $MACHINE. Command: \`router/bench/run.sh$( [ "$QUICK" = 1 ] && echo ' --quick')\` ($(date -u +%Y-%m-%d)), $REPS rep(s), medians."
+echo
+echo "| target | throughput rps (wrk -t1 -c64 -d${DUR}s) | proxy CPU µs/req | p50 µs @ ${RATE} rps | p99 µs | p99.9 µs | added p99 vs direct |"
+echo "|---|---|---|---|---|---|---|"
+for t in direct nginx siskin; do
+  r=$(m "${RPS[$t]}"); c=$( [ "$t" = direct ] && echo "–" || m "${CPU[$t]}")
+  p99=$(m "${P99[$t]}"); added=$(awk -v a="$p99" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}')
+  printf '| %s | %.0f | %s | %.0f | %.0f | %.0f | %s |\n' "$t" "$r" "$c" "$(m "${P50[$t]}")" "$p99" "$(m "${P999[$t]}")" "$( [ "$t" = direct ] && echo "–" || echo "$added")"
+done
+echo
+echo "- siskin / nginx throughput: **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**; CPU per request: **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
+echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
+echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): status codes $CODES errors; config generations reached $GENS"
+echo "- RSS idle, 1 route: $((RSS1/1024)) MiB; 1,000 routes (2,000 backends, every route hit once): $((RSS1000/1024)) MiB → $(( (RSS1000-RSS1) ))/1000 KiB ≈ $(awk -v a="$RSS1000" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB per 1,000 routes"
+} | tee "$RUN/result.md"
+
+if [ "$WRITE" = 1 ]; then
+  python3 - "$ROOT/docs/benchmarks.md" "$RUN/result.md" <<'PY'
+import sys, re
+doc, res = sys.argv[1], open(sys.argv[2]).read()
+text = open(doc).read()
+start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+text = re.sub(re.escape(start) + ".*?" + re.escape(end), start + "\n" + res + end, text, flags=re.S)
+open(doc, "w").write(text)
+PY
+  echo "updated docs/benchmarks.md"
+fi

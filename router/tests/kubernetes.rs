@@ -1,0 +1,136 @@
+//! The router's Kubernetes source against a real API server: an HTTPRoute whose parent is a
+//! Service (GAMMA) is served with the endpoints of its backends' EndpointSlices, and a weight
+//! change in the HTTPRoute reaches traffic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::{
+    Api,
+    api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
+    core::ApiResource,
+};
+use serde_json::json;
+use siskin_e2e::{ControlPlane, localnode};
+use support::{RouterProcess, Upstream, get, http1_client};
+
+fn httproute(weights: (u32, u32)) -> serde_json::Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "podinfo"},
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": "podinfo", "port": 80}],
+            "rules": [{"name": "siskin-canary", "backendRefs": [
+                {"name": "podinfo-primary", "port": 80, "weight": weights.0},
+                {"name": "podinfo-canary", "port": 80, "weight": weights.1}]}]
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = format!("router-{}", std::process::id() % 100_000);
+    let pp = PatchParams::apply("test").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &pp,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (p, c) = (
+        Upstream::start("primary", false).await,
+        Upstream::start("canary", false).await,
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for (name, port) in [
+        ("podinfo", 0),
+        ("podinfo-primary", p.port),
+        ("podinfo-canary", c.port),
+    ] {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 9898}]}});
+        services
+            .patch(name, &pp, &Patch::Apply(&svc))
+            .await
+            .unwrap();
+        if port > 0 {
+            localnode::publish_endpoints(&client, &ns, name, "http", &[port])
+                .await
+                .unwrap();
+        }
+    }
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    routes
+        .patch("podinfo", &pp, &Patch::Apply(httproute((100, 0))))
+        .await
+        .unwrap();
+    // A route attached to somebody else's Gateway is not ours to serve.
+    let foreign = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "foreign"},
+        "spec": {"parentRefs": [{"name": "other-gateway"}], "rules": [{"backendRefs": [{"name": "podinfo-canary", "port": 80}]}]}});
+    routes
+        .patch("foreign", &pp, &Patch::Apply(&foreign))
+        .await
+        .unwrap();
+
+    let router = RouterProcess::start_kubernetes(&plane.kubeconfig, &ns).await;
+    let http = http1_client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body, _) = get(&http, router.port, "/", &[]).await;
+        if status == 200 {
+            assert!(body.starts_with("primary"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route not served in time: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = router.admin_get("/config").await.unwrap();
+    assert!(
+        config.contains(&format!("{ns}/podinfo")) && !config.contains(&format!("{ns}/foreign")),
+        "{config}"
+    );
+
+    routes
+        .patch("podinfo", &pp, &Patch::Apply(httproute((50, 50))))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut canary = 0;
+    while canary == 0 {
+        assert!(Instant::now() < deadline, "weight change not applied");
+        for _ in 0..20 {
+            canary += usize::from(
+                get(&http, router.port, "/", &[])
+                    .await
+                    .1
+                    .starts_with("canary"),
+            );
+        }
+    }
+    let mut hits = 0;
+    for _ in 0..200 {
+        hits += usize::from(
+            get(&http, router.port, "/", &[])
+                .await
+                .1
+                .starts_with("canary"),
+        );
+    }
+    assert!((60..=140).contains(&hits), "{hits} of 200 at 50/50");
+}
