@@ -97,7 +97,7 @@ done
     sleep 0.1; done ) &
 CHG=$(taskset -c 1 oha -z 5s -c 16 -q "$RATE" --no-tui --output-format json "${URL[siskin]}")
 wait $!
-CODES=$(echo "$CHG" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d.get("statusCodeDistribution", {})), sum(d.get("errorDistribution", {}).values()))')
+CODES=$(echo "$CHG" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("status codes", json.dumps(d.get("statusCodeDistribution", {})) + ", client-side errors", json.dumps(d.get("errorDistribution", {})))')
 GENS=$(curl -s 127.0.0.1:18101/metrics | awk '/^siskin_router_config_generation/ {print $2}')
 
 # Memory: idle RSS with 1 route and with 1,000 routes (each with its own backends).
@@ -132,7 +132,7 @@ done
 echo
 echo "- siskin / nginx throughput: **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**; CPU per request: **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
-echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): status codes $CODES errors; config generations reached $GENS"
+echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as "aborted due to deadline")"
 echo "- RSS idle, 1 route: $((RSS1/1024)) MiB; 1,000 routes (2,000 backends, every route hit once): $((RSS1000/1024)) MiB → $(( (RSS1000-RSS1) ))/1000 KiB ≈ $(awk -v a="$RSS1000" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB per 1,000 routes"
 } | tee "$RUN/result.md"
 

@@ -81,10 +81,16 @@ fn main() -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(args.drain_seconds),
     };
     let router = Router::new(options).map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n.max(1));
-    }
+    // One worker: a current-thread runtime, linkerd2-proxy's default (no work-stealing cost).
+    let mut rt = match args.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all().build()?.block_on(router.run())?;
     Ok(())
 }

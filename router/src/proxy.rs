@@ -85,11 +85,10 @@ pub async fn handle(
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()));
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let selection = state.table.select(
         req.method(),
-        host.as_deref(),
+        host,
         req.uri().path(),
         req.uri().query(),
         req.headers(),
@@ -191,12 +190,16 @@ async fn forward(
     let (backend_index, _, cookie) = &rule.backends[bi];
     let pool = &state.pools[*backend_index];
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-    let request_cookies: Vec<String> = req
-        .headers()
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
+    // Only rules that expire old session cookies need to look at the request's cookies later.
+    let request_cookies: Vec<String> = if rule.expire_cookies.is_empty() {
+        Vec::new()
+    } else {
+        req.headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    };
     let (mut parts, incoming) = req.into_parts();
     apply_request_filters(rule, &mut parts, matched_prefix);
 
@@ -254,7 +257,7 @@ async fn forward(
         };
         let upstream = upstream_request(
             &parts,
-            &endpoint.addr,
+            &endpoint.authority,
             pool.protocol,
             body.take(),
             client_upgrade.is_some(),
@@ -368,14 +371,21 @@ const HOP_BY_HOP: [&str; 7] = [
 
 fn upstream_request(
     parts: &Parts,
-    addr: &str,
+    addr: &http::uri::Authority,
     protocol: Protocol,
     body: Body,
     upgrade: bool,
 ) -> Result<Request<Body>, ErrorKind> {
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://{addr}{pq}")
-        .parse()
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(addr.clone())
+        .path_and_query(pq)
+        .build()
         .map_err(|_| ErrorKind::UpstreamFailed)?;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -416,7 +426,7 @@ fn spawn_mirror(shared: &Shared, state: &State, backend: usize, parts: &Parts, b
     let full = Full::new(body)
         .map_err(|e| -> BoxError { match e {} })
         .boxed();
-    let Ok(req) = upstream_request(parts, &endpoint.addr, pool.protocol, full, false) else {
+    let Ok(req) = upstream_request(parts, &endpoint.authority, pool.protocol, full, false) else {
         return;
     };
     // The copy runs on its own; the client's answer never waits for it.

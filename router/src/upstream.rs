@@ -37,6 +37,8 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(60);
 pub struct Endpoint {
     /// `ip:port` dialled.
     pub addr: String,
+    /// The same, parsed once for building request URIs.
+    pub authority: http::uri::Authority,
     ewma_us: AtomicU64,
     inflight: AtomicU32,
     failures: AtomicU32,
@@ -65,8 +67,12 @@ pub struct Clients {
 impl Endpoint {
     /// A fresh endpoint.
     pub fn new(addr: String) -> Self {
+        let authority = addr
+            .parse()
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.invalid:1"));
         Endpoint {
             addr,
+            authority,
             ewma_us: AtomicU64::new(1000),
             inflight: AtomicU32::new(0),
             failures: AtomicU32::new(0),

@@ -56,6 +56,7 @@ impl Table {
         sample: u32,
     ) -> Option<Selection<'_>> {
         let host = host.map(normalize_host).unwrap_or_default();
+        let host: &str = &host;
         let mut best: Option<(Rank, usize, &CompiledMatch)> = None;
         for (cond, rules) in &self.hosts {
             let host_rank = match cond {
@@ -109,7 +110,8 @@ impl Table {
     }
 }
 
-fn normalize_host(h: &str) -> String {
+/// The host name without port or trailing dot, lower-cased (allocating only when needed).
+fn normalize_host(h: &str) -> std::borrow::Cow<'_, str> {
     let name = if let Some(rest) = h.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -118,7 +120,12 @@ fn normalize_host(h: &str) -> String {
             _ => h,
         }
     };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    let name = name.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 fn matches(
