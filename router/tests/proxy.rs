@@ -460,3 +460,78 @@ async fn upgrade_passes_through_and_bytes_flow_both_ways() {
         .unwrap();
     assert_eq!(&back, b"ping over the tunnel");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_overload_and_body_size() {
+    let slow = Upstream::start("slow", false).await;
+    slow.delay_ms.store(800, SeqCst);
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
+        backends(&[("s", &[slow.port], "primary")])
+    );
+    let router = RouterProcess::start_with(
+        &config,
+        &["--max-concurrent-requests", "2", "--max-body-bytes", "16"],
+    )
+    .await;
+    let client = http1_client();
+    let port = router.port;
+    // Separate clients: one pool could queue the second request behind the first.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let c = http1_client();
+            tokio::spawn(async move { get(&c, port, "/", &[]).await.0 })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body, _) = get(&client, port, "/", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("overloaded"));
+    for b in busy {
+        assert_eq!(
+            b.await.unwrap(),
+            200,
+            "requests within the limit are served"
+        );
+    }
+    let req = http::Request::post(format!("http://127.0.0.1:{port}/"))
+        .body(Full::new(Bytes::from(vec![b'x'; 100])))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 413);
+    let metrics = router.admin_get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("error_kind=\"overloaded\"} 1")
+            && metrics.contains("error_kind=\"body_too_large\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let slow = Upstream::start("slow", false).await;
+    slow.delay_ms.store(1000, SeqCst);
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
+        backends(&[("s", &[slow.port], "primary")])
+    );
+    let mut router = RouterProcess::start_with(&config, &["--drain-seconds", "5"]).await;
+    let client = http1_client();
+    let port = router.port;
+    let in_flight = tokio::spawn(async move { get(&client, port, "/", &[]).await.0 });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &router.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the request in flight finished"
+    );
+    let status = tokio::task::block_in_place(|| router.wait_exit(Duration::from_secs(6)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "router exited cleanly after draining: {status:?}"
+    );
+}

@@ -157,6 +157,28 @@ impl Drop for TempDir {
 
 impl RouterProcess {
     pub async fn start(config: &str) -> RouterProcess {
+        Self::start_with(config, &[]).await
+    }
+
+    /// The PID, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit (bounded).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Starts with extra command-line flags.
+    pub async fn start_with(config: &str, extra: &[&str]) -> RouterProcess {
         let dir = std::env::temp_dir().join(format!(
             "siskin-router-test-{}-{}",
             std::process::id(),
@@ -177,6 +199,7 @@ impl RouterProcess {
                 "--workers",
                 "2",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
