@@ -149,6 +149,16 @@ pub struct RouterProcess {
 }
 
 pub struct TempDir(pub std::path::PathBuf);
+
+fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "siskin-router-test-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -179,64 +189,33 @@ impl RouterProcess {
 
     /// Starts with extra command-line flags.
     pub async fn start_with(config: &str, extra: &[&str]) -> RouterProcess {
-        let dir = std::env::temp_dir().join(format!(
-            "siskin-router-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir();
         let path = dir.join("router.yaml");
         std::fs::write(&path, config).unwrap();
-        let (port, admin) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_siskin-router"))
-            .args([
-                "--config",
-                path.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--admin-addr",
-                &format!("127.0.0.1:{admin}"),
-                "--workers",
-                "2",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("siskin-router starts");
-        let r = RouterProcess {
-            port,
-            admin,
-            config: path,
-            child,
-            _dir: TempDir(dir),
-        };
-        let started = Instant::now();
-        while r.admin_get("/readyz").await.is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "router not ready within 10s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        r
+        let mut args = vec!["--config".to_string(), path.display().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::spawn(dir, path, &args, &[]).await
     }
 
     /// The router in Kubernetes mode, watching one namespace of the cluster in `kubeconfig`.
     pub async fn start_kubernetes(kubeconfig: &std::path::Path, namespace: &str) -> RouterProcess {
-        let dir = std::env::temp_dir().join(format!(
-            "siskin-router-kube-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir();
+        let args = ["--kubernetes", "--namespace", namespace].map(String::from);
+        let env = [("KUBECONFIG", kubeconfig.display().to_string())];
+        Self::spawn(dir.clone(), dir.join("none"), &args, &env).await
+    }
+
+    /// Runs the binary on free ports with `args`, and waits until its admin port answers.
+    async fn spawn(
+        dir: std::path::PathBuf,
+        config: std::path::PathBuf,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> RouterProcess {
         let (port, admin) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_siskin-router"))
+            .args(args)
             .args([
-                "--kubernetes",
-                "--namespace",
-                namespace,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--admin-addr",
@@ -244,7 +223,7 @@ impl RouterProcess {
                 "--workers",
                 "2",
             ])
-            .env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -253,7 +232,7 @@ impl RouterProcess {
         let r = RouterProcess {
             port,
             admin,
-            config: dir.join("none"),
+            config,
             child,
             _dir: TempDir(dir),
         };
