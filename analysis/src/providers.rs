@@ -1,0 +1,3 @@
+//! Provider implementations, one file each.
+
+pub mod router_stats;
