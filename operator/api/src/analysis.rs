@@ -135,6 +135,10 @@ pub struct CanaryMetric {
     /// Variables for the template (`{{ variables.KEY }}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_variables: Option<BTreeMap<String, String>>,
+    /// Siskin: roll back as soon as this check fails on live data, without waiting for the
+    /// next interval or for the failed-checks threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
 }
 
 /// Accepted range of a metric value.
@@ -489,6 +493,11 @@ impl CanaryMetric {
             .and_then(|s| duration::parse(s).ok())
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_METRIC_INTERVAL)
+    }
+
+    /// Whether a failure rolls back at once.
+    pub fn is_critical(&self) -> bool {
+        self.critical.unwrap_or(false)
     }
 
     /// Whether this is one of the built-in checks.

@@ -18,6 +18,8 @@ pub(crate) enum Rollback {
     Manual(String),
     /// A confirm gate held the release past its deadline.
     ApprovalExpired(String),
+    /// A critical check failed on live data.
+    Critical(String),
 }
 
 /// Routes everything back to the primary, scales the canary down and marks the run Failed.
@@ -39,6 +41,11 @@ pub(crate) fn rollback(cx: &mut Cx<'_>, why: Rollback) -> Flow {
             format!("manual webhook {hook} invoked"),
             Severity::Warn,
             "Rolling back manual webhook invoked".to_string(),
+        ),
+        Rollback::Critical(what) => (
+            format!("critical check failed: {what}"),
+            Severity::Error,
+            format!("Critical check failed: {what}"),
         ),
         Rollback::ApprovalExpired(hook) => (
             format!("gate {hook} did not approve before the approval deadline"),

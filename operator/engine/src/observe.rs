@@ -19,6 +19,9 @@ pub struct Observations {
     pub gates: BTreeMap<HookType, GateResult>,
     /// Outcome of the analysis run for this step (see [`crate::Need::Analysis`]).
     pub analysis: Option<AnalysisResult>,
+    /// A `critical` metric that failed on live data since the last step (drivers evaluate
+    /// critical metrics continuously); the run is rolled back at once.
+    pub critical: Option<CheckStatus>,
 }
 
 /// A workload as observed.

@@ -51,6 +51,18 @@ pub(crate) fn analysis(cx: &mut Cx<'_>) -> Flow {
     if cx.spec.skip_analysis() {
         return finish::skip(cx);
     }
+    // A critical check does not wait for the interval or the threshold.
+    if let Some(c) = cx
+        .obs
+        .critical
+        .as_ref()
+        .filter(|c| c.verdict != Verdict::Pass)
+    {
+        let c = c.clone();
+        let what = describe(&c);
+        merge_check(cx, c);
+        return finish::rollback(cx, Rollback::Critical(what));
+    }
     if cx.has_hooks(HookType::Rollback) {
         let gate = need!(cx.gate(HookType::Rollback));
         if gate.passed {

@@ -607,3 +607,39 @@ fn approval_deadline_rolls_back_held_promotion() {
             .any(|(_, m)| m.contains("Approval deadline"))
     );
 }
+
+#[test]
+fn critical_check_rolls_back_at_once_between_intervals() {
+    let mut sim = initialized(CANARY);
+    sim.deploy("rev-2");
+    sim.run(3);
+    let weight = sim.status.canary_weight;
+    assert!(weight > 0);
+    // Two seconds after a step: far from the next interval, far from the threshold (15).
+    sim.advance(std::time::Duration::from_secs(2));
+    let mut obs = sim.observations();
+    obs.critical = Some(siskin_api::status::CheckStatus {
+        name: "request-success-rate".into(),
+        kind: "metric".into(),
+        value: Some(42.0),
+        min: Some(99.0),
+        verdict: siskin_api::status::Verdict::Fail,
+        ..Default::default()
+    });
+    let s = siskin_engine::step(&sim.spec, &sim.status, &obs, sim.now);
+    assert_eq!(s.status.phase, Failed);
+    assert!(
+        s.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetRoutes(r) if r.primary == 100))
+    );
+    assert!(s.actions.contains(&Action::ScaleTarget(Scale::Zero)));
+    assert!(s.actions.iter().any(|a| matches!(a, Action::Alert(al) if al.message.contains("Critical check failed: metric request-success-rate 42 < 99"))));
+    let recorded = s.status.checks.unwrap();
+    assert!(
+        recorded
+            .iter()
+            .any(|c| c.name == "request-success-rate" && c.value == Some(42.0)),
+        "the value is kept"
+    );
+}
