@@ -1,0 +1,451 @@
+//! `siskin run`: the engine's driver for upstreams listed in a file, with the router in-process.
+//!
+//! Every step: observe the upstreams, ask the engine, fulfil what it needs (webhooks, checks from
+//! the router's live statistics), execute its actions (routes are written for the in-process
+//! router, which reloads them atomically), then persist the status next to the file so a killed
+//! run resumes where it stopped.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use siskin_analysis::{
+    BuiltinMetric, MetricsProvider, Query, assess, providers::router_stats::RouterStatsProvider,
+};
+use siskin_api::{
+    CanaryStatus, HookType, METRIC_REQUEST_DURATION, METRIC_REQUEST_SUCCESS_RATE, Phase,
+    analysis::CanaryWebhook,
+    status::{CheckStatus, Verdict},
+    validate,
+};
+use siskin_engine::{
+    Action, AnalysisResult, GateResult, Need, Observations, Readiness, Split, Workload,
+};
+use siskin_route::{Backend, BackendRef, Config, Filter, Mirror, Route, Rule, SessionCookie};
+use siskin_router::{Options, Router, Source};
+
+use super::spec::StandaloneFile;
+
+/// What is persisted next to the file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Persisted {
+    /// The engine's status.
+    status: CanaryStatus,
+    /// Addresses serving as the primary (the file's `primary` until a promotion).
+    primary: Vec<String>,
+}
+
+struct Driver {
+    file_path: PathBuf,
+    state_path: PathBuf,
+    routes_path: PathBuf,
+    file: StandaloneFile,
+    seen: Option<SystemTime>,
+    state: Persisted,
+    provider: RouterStatsProvider,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Runs the release described by `path` until interrupted (or, with `once`, until the current
+/// release settles).
+pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
+    let file = load(path)?;
+    let problems = validate::canary(&file.canary(), &validate::Options::default());
+    let errors: Vec<_> = problems.iter().filter(|p| p.is_error()).collect();
+    if !errors.is_empty() {
+        for p in &errors {
+            eprintln!("{}: {p}", path.display());
+        }
+        anyhow::bail!("{} has {} error(s)", path.display(), errors.len());
+    }
+    let state_path = sidecar(path, "status");
+    let routes_path = sidecar(path, "routes");
+    let state: Persisted = match std::fs::read_to_string(&state_path) {
+        Ok(text) => serde_yaml::from_str(&text)
+            .with_context(|| format!("cannot read {}", state_path.display()))?,
+        Err(_) => Persisted::default(),
+    };
+    let mut d = Driver {
+        seen: modified(path),
+        file_path: path.to_path_buf(),
+        provider: RouterStatsProvider::new(
+            format!("http://{}", file.admin_addr),
+            siskin_analysis::providers::router_stats::DEFAULT_MIN_SAMPLES,
+        ),
+        http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        state_path,
+        routes_path,
+        file,
+        state,
+    };
+    if d.state.status.phase != Phase::Unset {
+        println!(
+            "resuming {} at {} (weight {})",
+            d.file.name, d.state.status.phase, d.state.status.canary_weight
+        );
+    }
+    d.write_routes(&current_split(&d.state.status))?;
+    let router = Router::new(Options {
+        source: Source::File(d.routes_path.clone()),
+        listen: d.file.listen,
+        admin: d.file.admin_addr,
+        max_concurrent: 10_000,
+        max_header_bytes: 64 * 1024,
+        max_body_bytes: 0,
+        connect_timeout: Duration::from_secs(2),
+        drain_timeout: Duration::from_secs(5),
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    tokio::spawn(router.run());
+    println!(
+        "{}: serving on {}, admin on {}",
+        d.file.name, d.file.listen, d.file.admin_addr
+    );
+    loop {
+        d.reload_file();
+        let wait = d.tick().await?;
+        let phase = d.state.status.phase;
+        if once && matches!(phase, Phase::Succeeded | Phase::Failed) {
+            return Ok(());
+        }
+        tokio::time::sleep(wait.clamp(Duration::from_millis(200), Duration::from_secs(2))).await;
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<StandaloneFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a valid standalone file", path.display()))
+}
+
+fn sidecar(path: &Path, what: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}.{what}.yaml"))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+fn revision(addrs: &[String]) -> String {
+    let digest = Sha256::digest(addrs.join(",").as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn current_split(s: &CanaryStatus) -> Split {
+    let w = u8::try_from(s.canary_weight.clamp(0, 100)).unwrap_or(0);
+    Split::weights(100 - w, w)
+}
+
+/// Ready when every address accepts a connection.
+fn readiness(addrs: &[String]) -> Readiness {
+    let up = addrs
+        .iter()
+        .filter(|a| {
+            a.parse::<SocketAddr>().ok().is_some_and(|sa| {
+                TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_ok()
+            })
+        })
+        .count();
+    if up == addrs.len() {
+        Readiness::Ready
+    } else {
+        Readiness::NotReady(format!("{up} of {} endpoints answer", addrs.len()))
+    }
+}
+
+// === impl Driver ===
+
+impl Driver {
+    fn reload_file(&mut self) {
+        let now = modified(&self.file_path);
+        if now == self.seen {
+            return;
+        }
+        self.seen = now;
+        match load(&self.file_path) {
+            Ok(f) => self.file = f,
+            Err(e) => eprintln!("{e:#}; keeping the previous version of the file"),
+        }
+    }
+
+    fn observations(&self) -> Observations {
+        let primary = (!self.state.primary.is_empty()).then(|| Workload {
+            revision: revision(&self.state.primary),
+            configs: Default::default(),
+            readiness: readiness(&self.state.primary),
+        });
+        Observations {
+            target: Some(Workload {
+                revision: revision(&self.file.canary),
+                configs: Default::default(),
+                readiness: readiness(&self.file.canary),
+            }),
+            primary,
+            ..Default::default()
+        }
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<Duration> {
+        let canary = self.file.canary();
+        let mut obs = self.observations();
+        let now = jiff::Timestamp::now();
+        let mut step = siskin_engine::step(&canary.spec, &self.state.status, &obs, now);
+        for _ in 0..6 {
+            let Some(need) = step.need else { break };
+            match need {
+                Need::Gate(kind) => {
+                    let g = self.gate(kind, &obs).await;
+                    obs.gates.insert(kind, g);
+                }
+                Need::Analysis => obs.analysis = Some(self.analysis().await),
+            }
+            step = siskin_engine::step(&canary.spec, &self.state.status, &obs, now);
+        }
+        for action in &step.actions {
+            self.execute(action).await?;
+        }
+        let before = self.state.status.phase;
+        self.state.status = step.status;
+        let text = serde_yaml::to_string(&self.state)?;
+        let tmp = self.state_path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.state_path)?;
+        if before != self.state.status.phase {
+            println!(
+                "phase {} (canary weight {})",
+                self.state.status.phase, self.state.status.canary_weight
+            );
+        }
+        Ok(step.requeue_after)
+    }
+
+    async fn execute(&mut self, action: &Action) -> anyhow::Result<()> {
+        match action {
+            Action::InitializePrimary => {
+                if self.state.primary.is_empty() {
+                    self.state.primary = self.file.primary.clone();
+                }
+            }
+            Action::SetRoutes(split) => self.write_routes(split)?,
+            Action::PromotePrimary => self.state.primary = self.file.canary.clone(),
+            // Upstreams listed by address run on their own: there is nothing to scale.
+            Action::ScaleTarget(_) | Action::RevertTarget => {}
+            Action::RunHooks(kind) => {
+                let phase = self.state.status.phase.name().to_string();
+                for h in self.file.analysis.hooks(*kind).cloned().collect::<Vec<_>>() {
+                    if let Err(e) = self.call(&h, &phase).await {
+                        println!("warning: {} hook {} failed: {e}", kind.name(), h.name);
+                    }
+                }
+            }
+            Action::Event(e) => println!("{:?} {}: {}", e.kind, e.reason, e.message),
+            Action::Alert(a) => println!("ALERT ({:?}) {}", a.severity, a.message),
+        }
+        Ok(())
+    }
+
+    /// Writes the router's routes for `split`; the router swaps them in within 50 ms.
+    fn write_routes(&self, split: &Split) -> anyhow::Result<()> {
+        let primary = if self.state.primary.is_empty() {
+            self.file.primary.clone()
+        } else {
+            self.state.primary.clone()
+        };
+        let sa = self.file.analysis.session_affinity.as_ref();
+        let cookie = |pair: &Option<String>, max_age: Option<i64>| -> Option<SessionCookie> {
+            let (name, value) = pair.as_deref()?.split_once('=')?;
+            Some(SessionCookie {
+                name: name.into(),
+                value: value.into(),
+                max_age,
+                domain: sa.and_then(|s| s.domain.clone()),
+                path: sa.and_then(|s| s.path.clone()),
+                secure: sa.and_then(|s| s.secure).unwrap_or(false),
+                http_only: sa.and_then(|s| s.http_only).unwrap_or(false),
+                partitioned: sa.and_then(|s| s.partitioned).unwrap_or(false),
+                same_site: sa.and_then(|s| s.same_site).map(|v| format!("{v:?}")),
+            })
+        };
+        let sticky = split.sticky.clone();
+        let interval = i64::try_from(self.file.analysis.interval().as_secs()).unwrap_or(60);
+        let mut filters = Vec::new();
+        if let Some(pct) = split.mirror {
+            filters.push(Filter::RequestMirror {
+                mirror: Mirror {
+                    backend_ref: siskin_route::BackendName {
+                        name: "canary".into(),
+                    },
+                    percent: Some(pct),
+                },
+            });
+        }
+        let rule = Rule {
+            name: Some("siskin-canary".into()),
+            filters,
+            backend_refs: vec![
+                BackendRef {
+                    name: "primary".into(),
+                    weight: u32::from(split.primary),
+                    session_cookie: sticky
+                        .as_ref()
+                        .and_then(|s| cookie(&s.primary, Some(interval))),
+                },
+                BackendRef {
+                    name: "canary".into(),
+                    weight: u32::from(split.canary),
+                    session_cookie: sticky
+                        .as_ref()
+                        .and_then(|s| cookie(&s.canary, sa.map(|s| s.max_age()))),
+                },
+            ],
+            expire_cookies: sticky.and_then(|s| s.previous).into_iter().collect(),
+            ..Default::default()
+        };
+        let config = Config {
+            routes: vec![Route {
+                name: self.file.route(),
+                hostnames: vec![],
+                rules: vec![rule],
+            }],
+            backends: vec![
+                Backend {
+                    name: "primary".into(),
+                    endpoints: primary,
+                    role: Some("primary".into()),
+                    ..Default::default()
+                },
+                Backend {
+                    name: "canary".into(),
+                    endpoints: self.file.canary.clone(),
+                    role: Some("canary".into()),
+                    ..Default::default()
+                },
+            ],
+        };
+        let tmp = self.routes_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_yaml::to_string(&config)?)?;
+        std::fs::rename(&tmp, &self.routes_path)?;
+        Ok(())
+    }
+
+    /// Runs every hook of a gate type in spec order.
+    async fn gate(&self, kind: HookType, _obs: &Observations) -> GateResult {
+        let phase = self.state.status.phase.name().to_string();
+        let hooks: Vec<CanaryWebhook> = self.file.analysis.hooks(kind).cloned().collect();
+        for h in &hooks {
+            let outcome = self.call(h, &phase).await;
+            let ok = outcome.is_ok();
+            // A rollback hook decides by succeeding; the others by failing.
+            if (kind == HookType::Rollback) == ok {
+                return GateResult {
+                    passed: ok,
+                    hook: h.name.clone(),
+                    message: outcome.err().unwrap_or_default(),
+                    muted: h.mute_alert.unwrap_or(false),
+                };
+            }
+        }
+        GateResult {
+            passed: kind != HookType::Rollback,
+            hook: hooks.last().map(|h| h.name.clone()).unwrap_or_default(),
+            message: String::new(),
+            muted: false,
+        }
+    }
+
+    /// POSTs Flagger's webhook payload; success is a status up to 202.
+    async fn call(&self, h: &CanaryWebhook, phase: &str) -> Result<(), String> {
+        let payload = serde_json::json!({
+            "name": self.file.name, "namespace": "standalone", "phase": phase,
+            "checksum": self.state.status.last_applied_spec.clone().unwrap_or_default(),
+            "metadata": h.metadata.clone().unwrap_or_default(),
+        });
+        let req = http::Request::post(h.url.as_str())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(payload.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(h.timeout(), self.http.request(req))
+            .await
+            .map_err(|_| format!("no answer within {:?}", h.timeout()))?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if status <= 202 {
+            Ok(())
+        } else {
+            Err(format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))
+        }
+    }
+
+    /// Rollout hooks, then metrics from the router's live statistics.
+    async fn analysis(&self) -> AnalysisResult {
+        let mut checks = Vec::new();
+        let now = jiff::Timestamp::now();
+        let phase = self.state.status.phase.name().to_string();
+        for h in self
+            .file
+            .analysis
+            .hooks(HookType::Rollout)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let r = self.call(&h, &phase).await;
+            checks.push(CheckStatus {
+                name: h.name.clone(),
+                kind: "webhook".into(),
+                verdict: if r.is_ok() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                message: r.err(),
+                time: Some(siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
+                ..Default::default()
+            });
+        }
+        for m in self.file.analysis.metrics.iter().flatten() {
+            let metric = match m.name.as_str() {
+                METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => Some(BuiltinMetric::SuccessRate),
+                METRIC_REQUEST_DURATION if m.is_builtin() => Some(BuiltinMetric::DurationP99),
+                _ => None,
+            };
+            let value = match metric {
+                Some(metric) => {
+                    let q = Query::Builtin { metric, route: self.file.route(), backend: "canary".into(), window: m.interval() };
+                    self.provider.query(&q).await
+                }
+                None => Err(siskin_analysis::ProviderError::Rejected {
+                    status: 400,
+                    body: "standalone mode runs the built-in checks only (request-success-rate, request-duration)".into(),
+                }),
+            };
+            checks.push(assess(m, value, now));
+        }
+        AnalysisResult { checks }
+    }
+}

@@ -1,0 +1,210 @@
+//! `siskin run` with real upstream servers on loopback: a good release is promoted, a bad one
+//! is rolled back, and a run killed mid-release resumes from its status file without a double
+//! step.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    convert::Infallible,
+    io::{BufRead, BufReader},
+    net::{Ipv4Addr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::SeqCst},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An upstream answering its version; every `fail_every`-th answer is a 500 (0: never).
+async fn upstream(version: &'static str, fail_every: u64) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let n = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let n = n.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let i = n.fetch_add(1, SeqCst) + 1;
+                    async move {
+                        let mut r = http::Response::new(Full::new(Bytes::from(version)));
+                        if fail_every > 0 && i.is_multiple_of(fail_every) {
+                            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Run {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Run {
+    fn start(file: &Path) -> Run {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_siskin"))
+            .arg("run")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Run { child, log }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_file(path: &Path, listen: u16, admin: u16, primary: &str, canary: &[String]) {
+    let canary: Vec<String> = canary.iter().map(|c| format!("\"{c}\"")).collect();
+    std::fs::write(path, format!(
+        "name: checkout\nlisten: 127.0.0.1:{listen}\nadminAddr: 127.0.0.1:{admin}\nprimary: [\"{primary}\"]\ncanary: [{}]\nprogressDeadlineSeconds: 60\nanalysis:\n  interval: 10s\n  threshold: 1\n  maxWeight: 50\n  stepWeight: 50\n  metrics:\n  - name: request-success-rate\n    thresholdRange: {{min: 99}}\n    interval: 10s\n",
+        canary.join(", ")
+    )).unwrap();
+}
+
+fn status(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path.with_file_name("checkout.status.yaml")).unwrap_or_default();
+    serde_yaml::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+async fn wait_phase(path: &Path, phase: &str, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let s = status(path);
+        if s["status"]["phase"] == phase {
+            return s;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "phase {phase} not reached in {limit:?}; status: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_a_good_release_resumes_after_kill_and_rolls_back_a_bad_one() {
+    let (v1, v2, v3, bad) = (
+        upstream("v1", 0).await,
+        upstream("v2", 0).await,
+        upstream("v3", 0).await,
+        upstream("v4", 2).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    write_file(&file, listen, admin, &v1, &[]);
+    let mut run = Run::start(&file);
+    // Steady traffic through the router, as users would send.
+    let load = tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        loop {
+            let _ = client
+                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+
+    // A good release: promoted, and v2 now serves as the primary.
+    write_file(&file, listen, admin, &v1, std::slice::from_ref(&v2));
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(90)).await;
+    assert_eq!(s["primary"], serde_json::json!([v2]));
+
+    // Killed mid-release, restarted: it resumes at the same weight and finishes.
+    write_file(&file, listen, admin, &v1, std::slice::from_ref(&v3));
+    let started = Instant::now();
+    while status(&file)["status"]["canaryWeight"] != 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weight 50 not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let resumed = Run::start(&file);
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(90)).await;
+    assert_eq!(s["primary"], serde_json::json!([v3]));
+    let lines = resumed.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("resuming checkout at Progressing (weight 50)")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Advance checkout canary weight 50")),
+        "no double step: {lines:#?}"
+    );
+    run = resumed;
+
+    // A bad release (half its answers fail): rolled back, the primary untouched.
+    write_file(&file, listen, admin, &v1, std::slice::from_ref(&bad));
+    let s = wait_phase(&file, "Failed", Duration::from_secs(60)).await;
+    assert_eq!(s["primary"], serde_json::json!([v3]));
+    assert_eq!(s["status"]["canaryWeight"], 0);
+    let lines = run.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request-success-rate") && l.contains("< 99 (fail)")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ALERT (Error) Failed checks threshold reached 1")),
+        "{lines:#?}"
+    );
+    load.abort();
+}
