@@ -208,3 +208,60 @@ async fn promotes_a_good_release_resumes_after_kill_and_rolls_back_a_bad_one() {
     );
     load.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_metric_rolls_back_within_seconds_not_at_the_next_interval() {
+    let (v1, bad) = (upstream("v1", 0).await, upstream("bad", 2).await);
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    let write = |canary: &[String]| {
+        let canary: Vec<String> = canary.iter().map(|c| format!("\"{c}\"")).collect();
+        std::fs::write(&file, format!(
+            "name: checkout\nlisten: 127.0.0.1:{listen}\nadminAddr: 127.0.0.1:{admin}\nprimary: [\"{v1}\"]\ncanary: [{}]\nanalysis:\n  interval: 60s\n  threshold: 5\n  maxWeight: 50\n  stepWeight: 50\n  metrics:\n  - name: request-success-rate\n    critical: true\n    thresholdRange: {{min: 99}}\n    interval: 1m\n",
+            canary.join(", ")
+        )).unwrap();
+    };
+    write(&[]);
+    let run = Run::start(&file);
+    let load = tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        loop {
+            let _ = client
+                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    write(std::slice::from_ref(&bad));
+    // With a 60 s interval the first step (weight 50) comes a minute after the release starts;
+    // the failure must be caught within seconds of traffic reaching the canary.
+    let started = Instant::now();
+    while status(&file)["status"]["canaryWeight"] != 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "weight 50 not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exposed = Instant::now();
+    let s = wait_phase(&file, "Failed", Duration::from_secs(30)).await;
+    assert!(
+        exposed.elapsed() < Duration::from_secs(15),
+        "rolled back {:?} after exposure",
+        exposed.elapsed()
+    );
+    assert_eq!(s["status"]["canaryWeight"], 0);
+    let lines = run.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("ALERT (Error) Critical check failed: metric request-success-rate")),
+        "{lines:#?}"
+    );
+    load.abort();
+}

@@ -115,12 +115,26 @@ pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
     );
     loop {
         d.reload_file();
-        let wait = d.tick().await?;
+        let wait = d.tick(None).await?;
         let phase = d.state.status.phase;
         if once && matches!(phase, Phase::Succeeded | Phase::Failed) {
             return Ok(());
         }
-        tokio::time::sleep(wait.clamp(Duration::from_millis(200), Duration::from_secs(2))).await;
+        // Between steps, watch the critical checks every second (fast failure).
+        let until = tokio::time::Instant::now()
+            + wait.clamp(Duration::from_millis(200), Duration::from_secs(2));
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200).min(until - tokio::time::Instant::now()))
+                .await;
+            if let Some(failed) = d.critical().await {
+                println!(
+                    "critical check failed on live data: {} = {:?}",
+                    failed.name, failed.value
+                );
+                d.tick(Some(failed)).await?;
+                break;
+            }
+        }
     }
 }
 
@@ -202,9 +216,47 @@ impl Driver {
         }
     }
 
-    async fn tick(&mut self) -> anyhow::Result<Duration> {
+    /// Evaluates the critical metrics on the router's 10-second window while the canary takes
+    /// traffic. Only a measured failure counts: too few samples or no data is not a verdict
+    /// that can roll back at once (the regular step judges those).
+    async fn critical(&mut self) -> Option<CheckStatus> {
+        let s = &self.state.status;
+        let exposed = s.canary_weight > 0 || s.mirrored == Some(true);
+        if !exposed || !matches!(s.phase, Phase::Progressing | Phase::WaitingPromotion) {
+            return None;
+        }
+        let now = jiff::Timestamp::now();
+        for m in self
+            .file
+            .analysis
+            .metrics
+            .iter()
+            .flatten()
+            .filter(|m| m.is_critical())
+        {
+            let metric = match m.name.as_str() {
+                METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => BuiltinMetric::SuccessRate,
+                METRIC_REQUEST_DURATION if m.is_builtin() => BuiltinMetric::DurationP99,
+                _ => continue,
+            };
+            let q = Query::Builtin {
+                metric,
+                route: self.file.route(),
+                backend: "canary".into(),
+                window: Duration::from_secs(10),
+            };
+            let check = assess(m, self.provider.query(&q).await, now);
+            if check.verdict == Verdict::Fail {
+                return Some(check);
+            }
+        }
+        None
+    }
+
+    async fn tick(&mut self, critical: Option<CheckStatus>) -> anyhow::Result<Duration> {
         let canary = self.file.canary();
         let mut obs = self.observations();
+        obs.critical = critical;
         let now = jiff::Timestamp::now();
         let mut step = siskin_engine::step(&canary.spec, &self.state.status, &obs, now);
         for _ in 0..6 {
