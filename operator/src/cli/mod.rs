@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod validate;
 
 /// Siskin: progressive delivery with its own L7 router.
@@ -20,6 +21,8 @@ enum Command {
     Validate(validate::Args),
     /// Release upstreams listed in a file through the built-in router (no Kubernetes).
     Run(RunArgs),
+    /// Watch a good release promoted and a bad one rolled back, on this machine.
+    Demo(demo::Args),
 }
 
 /// Arguments of `siskin run`.
@@ -36,6 +39,12 @@ pub struct RunArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Demo(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(demo::run(&args))
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -48,6 +48,7 @@ struct Persisted {
 }
 
 struct Driver {
+    verbose: bool,
     file_path: PathBuf,
     state_path: PathBuf,
     routes_path: PathBuf,
@@ -61,6 +62,11 @@ struct Driver {
 /// Runs the release described by `path` until interrupted (or, with `once`, until the current
 /// release settles).
 pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
+    run_with(path, once, true).await
+}
+
+/// [`run`], printing events and phase changes only when `verbose`.
+pub async fn run_with(path: &Path, once: bool, verbose: bool) -> anyhow::Result<()> {
     let file = load(path)?;
     let problems = validate::canary(&file.canary(), &validate::Options::default());
     let errors: Vec<_> = problems.iter().filter(|p| p.is_error()).collect();
@@ -78,6 +84,7 @@ pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
         Err(_) => Persisted::default(),
     };
     let mut d = Driver {
+        verbose,
         seen: modified(path),
         file_path: path.to_path_buf(),
         provider: RouterStatsProvider::new(
@@ -90,7 +97,7 @@ pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
         file,
         state,
     };
-    if d.state.status.phase != Phase::Unset {
+    if d.state.status.phase != Phase::Unset && verbose {
         println!(
             "resuming {} at {} (weight {})",
             d.file.name, d.state.status.phase, d.state.status.canary_weight
@@ -109,10 +116,12 @@ pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tokio::spawn(router.run());
-    println!(
-        "{}: serving on {}, admin on {}",
-        d.file.name, d.file.listen, d.file.admin_addr
-    );
+    if verbose {
+        println!(
+            "{}: serving on {}, admin on {}",
+            d.file.name, d.file.listen, d.file.admin_addr
+        );
+    }
     loop {
         d.reload_file();
         let wait = d.tick(None).await?;
@@ -127,10 +136,12 @@ pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(200).min(until - tokio::time::Instant::now()))
                 .await;
             if let Some(failed) = d.critical().await {
-                println!(
-                    "critical check failed on live data: {} = {:?}",
-                    failed.name, failed.value
-                );
+                if d.verbose {
+                    println!(
+                        "critical check failed on live data: {} = {:?}",
+                        failed.name, failed.value
+                    );
+                }
                 d.tick(Some(failed)).await?;
                 break;
             }
@@ -279,7 +290,7 @@ impl Driver {
         let tmp = self.state_path.with_extension("tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &self.state_path)?;
-        if before != self.state.status.phase {
+        if before != self.state.status.phase && self.verbose {
             println!(
                 "phase {} (canary weight {})",
                 self.state.status.phase, self.state.status.canary_weight
@@ -303,12 +314,15 @@ impl Driver {
                 let phase = self.state.status.phase.name().to_string();
                 for h in self.file.analysis.hooks(*kind).cloned().collect::<Vec<_>>() {
                     if let Err(e) = self.call(&h, &phase).await {
-                        println!("warning: {} hook {} failed: {e}", kind.name(), h.name);
+                        eprintln!("warning: {} hook {} failed: {e}", kind.name(), h.name);
                     }
                 }
             }
-            Action::Event(e) => println!("{:?} {}: {}", e.kind, e.reason, e.message),
-            Action::Alert(a) => println!("ALERT ({:?}) {}", a.severity, a.message),
+            Action::Event(e) if self.verbose => {
+                println!("{:?} {}: {}", e.kind, e.reason, e.message)
+            }
+            Action::Alert(a) if self.verbose => println!("ALERT ({:?}) {}", a.severity, a.message),
+            Action::Event(_) | Action::Alert(_) => {}
         }
         Ok(())
     }

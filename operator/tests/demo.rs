@@ -1,0 +1,42 @@
+//! `siskin demo` as a new user runs it: a good release promoted, a bad one rolled back by fast
+//! failure, a summary, exit code 0; `--json` prints the summary as JSON.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn demo_promotes_the_good_release_and_rolls_back_the_bad_one() {
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_siskin"))
+        .args(["demo", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "the demo takes under 2 minutes"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(summary["ok"], true);
+    let releases = summary["releases"].as_array().unwrap();
+    assert_eq!(releases[0]["outcome"], "Succeeded");
+    assert_eq!(
+        releases[0]["failed_requests"], 0,
+        "a good release fails no request"
+    );
+    assert!(releases[0]["canary_requests"].as_u64().unwrap() > 100);
+    assert_eq!(releases[1]["outcome"], "Failed");
+    assert!(
+        releases[1]["seconds"].as_f64().unwrap() < 25.0,
+        "fast failure: {}",
+        releases[1]
+    );
+}
