@@ -2,4 +2,5 @@
 //! the same engine and checks as the operator.
 
 pub mod driver;
+pub mod processes;
 pub mod spec;

@@ -40,3 +40,37 @@ fn demo_promotes_the_good_release_and_rolls_back_the_bad_one() {
         releases[1]
     );
 }
+
+/// Not on a terminal, the live view degrades to plain lines: progress with the weight and both
+/// backends' success rate and p99, the checks with their verdicts, the events, then the table.
+#[test]
+fn demo_prints_plain_progress_lines_when_not_on_a_terminal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_siskin"))
+        .arg("demo")
+        .env("TERM", "dumb")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains('\x1b'), "no escape codes in plain mode");
+    for needle in [
+        "release 2.0.0 (good), fast failure on",
+        "Progressing  primary  75% [",
+        "Normal  NewRevision: New revision detected!",
+        "Normal  Promoted: Promotion completed!",
+        "Warning RolledBack: Rolling back checkout critical check failed: metric request-success-rate",
+        "| release | fast failure | outcome | time | requests to the canary | failed requests |",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("checks: request-success-rate") && l.contains("fail")),
+        "the failing check and its verdict:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("primary 100.0% p99") && l.contains("canary ")),
+        "live success rate and p99 per backend:\n{text}"
+    );
+}

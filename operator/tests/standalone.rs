@@ -265,3 +265,118 @@ async fn critical_metric_rolls_back_within_seconds_not_at_the_next_interval() {
     );
     load.abort();
 }
+
+/// A process upstream running `siskin sample-app`.
+fn app(port: u16, version: &str, error_rate: f64) -> String {
+    format!(
+        "{{address: \"127.0.0.1:{port}\", command: [\"{}\", \"sample-app\", \"--listen\", \"127.0.0.1:{port}\", \"--app-version\", \"{version}\", \"--error-rate\", \"{error_rate}\"]}}",
+        env!("CARGO_BIN_EXE_siskin")
+    )
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+async fn wait_until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Upstreams given as commands: Siskin starts the primary's, starts the canary's for a release,
+/// keeps the promoted canary's and stops the old primary's; after a SIGKILL the new run adopts
+/// the processes instead of starting them twice. Then `--canary ADDR --once` releases an
+/// address given on the command line and exits 1 when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_commands_and_releases_an_address_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin, p1, p2) = (free_port(), free_port(), free_port(), free_port());
+    let write = |canary: &str| {
+        std::fs::write(&file, format!(
+            "name: checkout\nlisten: 127.0.0.1:{listen}\nadminAddr: 127.0.0.1:{admin}\nprimary:\n- {}\ncanary: [{canary}]\nprogressDeadlineSeconds: 30\nanalysis:\n  interval: 5s\n  threshold: 1\n  maxWeight: 50\n  stepWeight: 50\n  metrics:\n  - name: request-success-rate\n    thresholdRange: {{min: 99}}\n    interval: 10s\n",
+            app(p1, "1.0.0", 0.0)
+        )).unwrap();
+    };
+    write("");
+    let mut run = Run::start(&file);
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    assert!(answers(p1), "the primary's command was started");
+    let recorded = status(&file)["processes"].clone();
+    assert_eq!(recorded.as_array().map(Vec::len), Some(1), "{recorded}");
+
+    // Killed and restarted: the running primary is adopted, not started twice.
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let run = Run::start(&file);
+    wait_until("adoption", Duration::from_secs(10), || {
+        run.lines()
+            .iter()
+            .any(|l| l.starts_with("adopted 127.0.0.1:"))
+    })
+    .await;
+    assert_eq!(
+        status(&file)["processes"],
+        recorded,
+        "same pid after restart"
+    );
+
+    let load = tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        loop {
+            let _ = client
+                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // A release whose canary is a command: started, promoted, old primary stopped.
+    write(&app(p2, "2.0.0", 0.0));
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(60)).await;
+    assert_eq!(s["primary"][0]["address"], format!("127.0.0.1:{p2}"));
+    wait_until("old primary stopped", Duration::from_secs(10), || {
+        !answers(p1)
+    })
+    .await;
+    assert!(answers(p2), "the promoted canary keeps running");
+    let lines = run.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("started 127.0.0.1:{p2}"))),
+        "{lines:#?}"
+    );
+    drop(run);
+
+    // A bad address given with --canary and --once: rolled back, exit code 1, the file untouched.
+    let bad = upstream("bad", 2).await;
+    let before = std::fs::read_to_string(&file).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_siskin"))
+                .args(["run", "--once", "--canary", &bad])
+                .arg(&file)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(status(&file)["status"]["phase"], "Failed");
+    assert!(text.contains("request-success-rate"), "{text}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    load.abort();
+    // The run ended: the processes it started are stopped.
+    wait_until("processes stopped", Duration::from_secs(10), || {
+        !answers(p2)
+    })
+    .await;
+}

@@ -3,6 +3,8 @@
 //! and steady load.
 
 use std::{
+    collections::VecDeque,
+    io::{IsTerminal, Write},
     net::{Ipv4Addr, TcpListener},
     path::PathBuf,
     process::ExitCode,
@@ -17,7 +19,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::Serialize;
+use siskin_analysis::{BuiltinMetric, providers::router_stats::combine};
 use siskin_sample_app::App;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::standalone::driver::{Output, Report, RunOptions};
 
 /// Arguments of `siskin demo`.
 #[derive(Debug, clap::Args)]
@@ -65,12 +71,43 @@ async fn start_app(version: &str, error_rate: f64, latency_ms: u64) -> anyhow::R
     Ok(addr)
 }
 
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Nothing until the JSON summary.
+    Quiet,
+    /// One line every two seconds and one per event (not a terminal).
+    Lines,
+    /// A screen redrawn four times a second.
+    Screen,
+}
+
+/// Live numbers of one backend (10-second window of the router's statistics).
+#[derive(Clone, Copy, Debug, Default)]
+struct Live {
+    rate: f64,
+    success: Option<f64>,
+    p99: Option<f64>,
+}
+
+/// What the view shows besides the status file.
+struct View {
+    release: String,
+    release_started: Instant,
+    last_line: Instant,
+    events: VecDeque<String>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    checks_shown: String,
+}
+
 struct Demo {
-    quiet: bool,
+    mode: Mode,
     file: PathBuf,
     listen: u16,
     admin: u16,
     primary: String,
+    view: Mutex<View>,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
 // === impl Demo ===
@@ -88,44 +125,170 @@ impl Demo {
         Ok(())
     }
 
-    fn status(&self) -> (String, i64) {
+    fn status(&self) -> serde_json::Value {
         let path = self.file.with_file_name("checkout.status.yaml");
         let v: serde_json::Value = std::fs::read_to_string(path)
             .ok()
             .and_then(|t| serde_yaml::from_str(&t).ok())
             .unwrap_or_default();
-        (
-            v["status"]["phase"].as_str().unwrap_or("").to_string(),
-            v["status"]["canaryWeight"].as_i64().unwrap_or(0),
-        )
+        v["status"].clone()
     }
 
-    /// Waits for one of `phases`, printing a progress line every two seconds.
-    async fn wait(&self, phases: &[&str], limit: Duration, quiet: bool) -> anyhow::Result<String> {
-        let started = Instant::now();
-        let mut last_print = Instant::now() - Duration::from_secs(10);
-        loop {
-            let (phase, weight) = self.status();
-            if phases.contains(&phase.as_str()) {
-                return Ok(phase);
+    /// Success rate, p99 and rate of the primary and the canary over the last 10 seconds.
+    async fn live(&self) -> (Live, Live) {
+        let Ok(uri) = format!("http://127.0.0.1:{}/stats", self.admin).parse::<http::Uri>() else {
+            return Default::default();
+        };
+        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(1), self.http.get(uri)).await
+        else {
+            return Default::default();
+        };
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let one = |role: &str| {
+            let metric = |m| {
+                combine(
+                    &stats,
+                    "standalone/checkout",
+                    role,
+                    Duration::from_secs(10),
+                    m,
+                    1,
+                )
+                .ok()
+            };
+            let rate = stats["backends"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter(|b| b["route"] == "standalone/checkout" && b["role"] == role)
+                        .filter_map(|b| b["window10s"]["rate"].as_f64())
+                        .sum()
+                })
+                .unwrap_or(0.0);
+            Live {
+                rate,
+                success: metric(BuiltinMetric::SuccessRate),
+                p99: metric(BuiltinMetric::DurationP99),
             }
-            if !quiet && last_print.elapsed() >= Duration::from_secs(2) {
-                last_print = Instant::now();
-                let filled = usize::try_from(weight.clamp(0, 100) / 5).unwrap_or(0);
-                println!(
-                    "  {:>4.0}s  {:<12} canary [{}{}] {:>3}%",
-                    started.elapsed().as_secs_f64(),
-                    phase,
-                    "#".repeat(filled),
-                    " ".repeat(20 - filled),
-                    weight
-                );
+        };
+        (one("primary"), one("canary"))
+    }
+
+    /// Waits for one of `phases`, showing progress as the mode says.
+    async fn wait(&self, phases: &[&str], limit: Duration, show: bool) -> anyhow::Result<String> {
+        let started = Instant::now();
+        loop {
+            let status = self.status();
+            let phase = status["phase"].as_str().unwrap_or("").to_string();
+            let done = phases.contains(&phase.as_str());
+            if show || done {
+                self.show(&status).await;
+            }
+            if done {
+                return Ok(phase);
             }
             anyhow::ensure!(
                 started.elapsed() < limit,
                 "no {phases:?} within {limit:?} (at {phase})"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Drains the run's reports and draws the view.
+    async fn show(&self, status: &serde_json::Value) {
+        let mut view = self.view.lock().await;
+        let mut new_lines = Vec::new();
+        while let Ok(r) = view.reports.try_recv() {
+            let line = match r {
+                Report::Event {
+                    warning,
+                    reason,
+                    message,
+                } => format!(
+                    "{} {:<7} {reason}: {message}",
+                    jiff::Zoned::now().strftime("%H:%M:%S"),
+                    if warning { "Warning" } else { "Normal" }
+                ),
+                Report::Line(l) => format!("{} {l}", jiff::Zoned::now().strftime("%H:%M:%S")),
+            };
+            new_lines.push(line.clone());
+            view.events.push_back(line);
+            while view.events.len() > 8 {
+                view.events.pop_front();
+            }
+        }
+        if self.mode == Mode::Quiet {
+            return;
+        }
+        let phase = status["phase"].as_str().unwrap_or("");
+        let weight = status["canaryWeight"].as_i64().unwrap_or(0);
+        let (primary, canary) = self.live().await;
+        let checks = checks(status);
+        let elapsed = view.release_started.elapsed().as_secs_f64();
+        match self.mode {
+            Mode::Screen => {
+                let mut out = String::new();
+                let mut line = |l: String| {
+                    out.push_str(&l);
+                    out.push_str("\x1b[K\n");
+                };
+                line(format!(
+                    "\x1b[1msiskin demo\x1b[0m  checkout through the router on 127.0.0.1:{}, ~100 requests/s",
+                    self.listen
+                ));
+                line(format!("release {}   {elapsed:.0}s", view.release));
+                line(String::new());
+                line(format!("phase   {}", colour_phase(phase)));
+                line(format!("weight  {}", bar(weight, 40)));
+                line(String::new());
+                line("          requests/s   success       p99".into());
+                line(live_row("primary", primary));
+                line(live_row("canary", canary));
+                line(String::new());
+                line("checks".into());
+                if checks.is_empty() {
+                    line("  (none yet: the first analysis runs one interval after the canary is ready)".into());
+                }
+                for c in &checks {
+                    line(format!("  {c}"));
+                }
+                line(String::new());
+                line("events".into());
+                for e in &view.events {
+                    line(format!("  {e}"));
+                }
+                out.push_str("\x1b[J");
+                let mut stdout = std::io::stdout().lock();
+                let _ = write!(stdout, "\x1b[H{out}");
+                let _ = stdout.flush();
+            }
+            Mode::Lines => {
+                for l in new_lines {
+                    println!("    {l}");
+                }
+                let joined = checks.join("; ");
+                if !checks.is_empty() && joined != view.checks_shown {
+                    println!("    checks: {joined}");
+                    view.checks_shown = joined;
+                }
+                if view.last_line.elapsed() >= Duration::from_secs(2) {
+                    view.last_line = Instant::now();
+                    println!(
+                        "  {elapsed:>4.0}s  {phase:<12} {}  primary {}  canary {}",
+                        bar(weight, 20),
+                        short(primary),
+                        short(canary)
+                    );
+                }
+            }
+            Mode::Quiet => {}
         }
     }
 
@@ -138,16 +301,21 @@ impl Demo {
         critical: bool,
         expected: &'static str,
     ) -> anyhow::Result<Release> {
-        let quiet = self.quiet;
         let before = (
             counts.by_version[version].load(Relaxed),
             counts.failed.load(Relaxed),
         );
-        if !quiet {
-            println!(
-                "release {name} ({}fast failure): canary {canary}",
-                if critical { "" } else { "no " }
-            );
+        let label = format!(
+            "{name}, fast failure {}",
+            if critical { "on" } else { "off" }
+        );
+        if self.mode == Mode::Lines {
+            println!("release {label}: canary {canary}");
+        }
+        {
+            let mut view = self.view.lock().await;
+            view.release = label;
+            view.release_started = Instant::now();
         }
         self.write(Some(canary), critical)?;
         let started = Instant::now();
@@ -155,7 +323,7 @@ impl Demo {
         self.wait(&["Progressing"], Duration::from_secs(20), true)
             .await?;
         let outcome = self
-            .wait(&["Succeeded", "Failed"], Duration::from_secs(100), quiet)
+            .wait(&["Succeeded", "Failed"], Duration::from_secs(100), true)
             .await?;
         Ok(Release {
             release: name.to_string(),
@@ -171,15 +339,33 @@ impl Demo {
 
 /// Runs the demo; exit code 0 only when the good release was promoted and the bad one rolled back.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let quiet = args.json;
+    let mode = if args.json {
+        Mode::Quiet
+    } else if std::io::stdout().is_terminal()
+        && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
+    {
+        Mode::Screen
+    } else {
+        Mode::Lines
+    };
     let dir = std::env::temp_dir().join(format!("siskin-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let v1 = start_app("1.0.0", 0.0, 0).await?;
     let v2 = start_app("2.0.0", 0.0, 0).await?;
     let bad = start_app("3.0.0", 0.3, 150).await?;
     let bad_again = start_app("3.0.0", 0.3, 150).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
     let demo = Demo {
-        quiet,
+        mode,
+        view: Mutex::new(View {
+            release: "none yet: 1.0.0 serving".into(),
+            release_started: Instant::now(),
+            last_line: Instant::now(),
+            events: VecDeque::new(),
+            reports: rx,
+            checks_shown: String::new(),
+        }),
+        http: Client::builder(TokioExecutor::new()).build_http(),
         file: dir.join("checkout.yaml"),
         listen: free_port()?,
         admin: free_port()?,
@@ -188,17 +374,25 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     demo.write(None, true)?;
     let driver = tokio::spawn({
         let file = demo.file.clone();
-        async move { crate::standalone::driver::run_with(&file, false, false).await }
+        let opts = RunOptions {
+            once: false,
+            canary: Vec::new(),
+            output: Output::Channel(tx),
+        };
+        async move { crate::standalone::driver::run(&file, opts).await }
     });
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(load(demo.listen, counts.clone()));
-    if !quiet {
-        println!(
+    match mode {
+        Mode::Lines => println!(
             "siskin demo: checkout 1.0.0 serving through the router on 127.0.0.1:{}, ~100 requests/s",
             demo.listen
-        );
+        ),
+        // A clean screen; the view redraws from its top-left corner.
+        Mode::Screen => print!("\x1b[2J\x1b[H"),
+        Mode::Quiet => {}
     }
-    demo.wait(&["Initialized"], Duration::from_secs(30), true)
+    demo.wait(&["Initialized"], Duration::from_secs(30), false)
         .await?;
     let mut releases = vec![
         demo.release(&counts, "2.0.0 (good)", 2, &v2, true, "Succeeded")
@@ -250,6 +444,84 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `primary [#####     ] 25% canary`.
+fn bar(weight: i64, width: usize) -> String {
+    let w = usize::try_from(weight.clamp(0, 100)).unwrap_or(0);
+    let filled = w * width / 100;
+    format!(
+        "primary {:>3}% [{}{}] {:>3}% canary",
+        100 - w,
+        "=".repeat(width - filled),
+        "#".repeat(filled),
+        w
+    )
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}%"))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0} ms"))
+}
+
+fn live_row(name: &str, l: Live) -> String {
+    format!(
+        "  {name:<8} {:>10.1} {:>10} {:>9}",
+        l.rate,
+        pct(l.success),
+        ms(l.p99)
+    )
+}
+
+fn short(l: Live) -> String {
+    if l.rate == 0.0 {
+        return "idle".into();
+    }
+    format!("{} p99 {}", pct(l.success), ms(l.p99))
+}
+
+fn colour_phase(phase: &str) -> String {
+    let code = match phase {
+        "Succeeded" => "32",
+        "Failed" => "31",
+        "Progressing" | "Promoting" | "Finalising" => "33",
+        _ => "0",
+    };
+    format!("\x1b[1;{code}m{phase}\x1b[0m")
+}
+
+/// The status's checks as `name value (range) verdict`.
+fn checks(status: &serde_json::Value) -> Vec<String> {
+    status["checks"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|c| {
+                    let range = match (c["min"].as_f64(), c["max"].as_f64()) {
+                        (Some(a), Some(b)) => format!("{a}..{b}"),
+                        (Some(a), None) => format!(">= {a}"),
+                        (None, Some(b)) => format!("<= {b}"),
+                        (None, None) => String::new(),
+                    };
+                    let value = c["value"]
+                        .as_f64()
+                        .map_or("no value".into(), |v| format!("{v:.1}"));
+                    let why = c["message"]
+                        .as_str()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default();
+                    format!(
+                        "{:<22} {value:>9} {range:<9} {}{why}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["verdict"].as_str().unwrap_or("").to_lowercase()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn summary(releases: &[Release], ratio: Option<f64>) {

@@ -23,6 +23,28 @@ enum Command {
     Run(RunArgs),
     /// Watch a good release promoted and a bad one rolled back, on this machine.
     Demo(demo::Args),
+    /// Serve the sample application (version, error rate and latency set by flags).
+    SampleApp(SampleAppArgs),
+}
+
+/// Arguments of `siskin sample-app` (the same as `siskin-sample-app`'s).
+#[derive(Debug, clap::Args)]
+pub struct SampleAppArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SAMPLE_LISTEN", default_value = "127.0.0.1:9898")]
+    listen: std::net::SocketAddr,
+    /// Service name reported in answers.
+    #[arg(long, env = "SAMPLE_NAME", default_value = "podinfo")]
+    name: String,
+    /// Version reported in answers.
+    #[arg(long = "app-version", env = "SAMPLE_VERSION", default_value = "1.0.0")]
+    version: String,
+    /// Fraction of requests answered 500 (0.0 to 1.0).
+    #[arg(long, env = "SAMPLE_ERROR_RATE", default_value_t = 0.0)]
+    error_rate: f64,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, env = "SAMPLE_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
 }
 
 /// Arguments of `siskin run`.
@@ -30,9 +52,12 @@ enum Command {
 pub struct RunArgs {
     /// The standalone file (docs/standalone.md); edit its `canary` list to start a release.
     file: std::path::PathBuf,
-    /// Stop once the current release has succeeded or failed.
+    /// Stop once the current release has succeeded (exit 0) or failed (exit 1).
     #[arg(long)]
     once: bool,
+    /// Release these addresses (repeatable): they replace the file's `canary` list for this run.
+    #[arg(long, value_name = "ADDR")]
+    canary: Vec<String>,
 }
 
 /// Runs the chosen command.
@@ -45,12 +70,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(demo::run(&args))
         }
+        Command::SampleApp(a) => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&a.error_rate),
+                "--error-rate must be between 0 and 1, got {}",
+                a.error_rate
+            );
+            let app = siskin_sample_app::App::new(&a.name, &a.version, a.error_rate, a.latency_ms);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?
+                .block_on(siskin_sample_app::serve(a.listen, app))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(crate::standalone::driver::run(&args.file, args.once))?;
-            Ok(ExitCode::SUCCESS)
+            let opts = crate::standalone::driver::RunOptions {
+                once: args.once,
+                canary: args.canary,
+                output: crate::standalone::driver::Output::Print,
+            };
+            let phase = rt.block_on(crate::standalone::driver::run(&args.file, opts))?;
+            Ok(if phase == siskin_api::Phase::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

@@ -35,7 +35,10 @@ use siskin_engine::{
 use siskin_route::{Backend, BackendRef, Config, Filter, Mirror, Route, Rule, SessionCookie};
 use siskin_router::{Options, Router, Source};
 
-use super::spec::StandaloneFile;
+use super::{
+    processes::{Processes, Recorded},
+    spec::{StandaloneFile, Upstream},
+};
 
 /// What is persisted next to the file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -43,12 +46,60 @@ use super::spec::StandaloneFile;
 struct Persisted {
     /// The engine's status.
     status: CanaryStatus,
-    /// Addresses serving as the primary (the file's `primary` until a promotion).
-    primary: Vec<String>,
+    /// Upstreams serving as the primary (the file's `primary` until a promotion).
+    primary: Vec<Upstream>,
+    /// Whether the canary's upstreams should run (false after promotion or rollback).
+    #[serde(default = "yes")]
+    canary_up: bool,
+    /// Processes started for upstreams with a `command`, adopted after a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<Recorded>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What the run reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Report {
+    /// A Kubernetes-style event of the engine.
+    Event {
+        /// Warning rather than normal.
+        warning: bool,
+        /// Short reason (`NewRevision`, `Promoted`, `Rollback`, ...).
+        reason: String,
+        /// What happened.
+        message: String,
+    },
+    /// Anything else worth a line (phase changes, processes, fast failure).
+    Line(String),
+}
+
+/// Where reports go.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Printed on standard output.
+    Print,
+    /// Sent to a channel (the demo's live view).
+    Channel(tokio::sync::mpsc::UnboundedSender<Report>),
+}
+
+/// Options of a run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Stop once the current release has settled, returning its phase.
+    pub once: bool,
+    /// Canary addresses given on the command line: they replace the file's `canary` list.
+    pub canary: Vec<String>,
+    /// Where reports go.
+    pub output: Output,
 }
 
 struct Driver {
-    verbose: bool,
+    output: Output,
+    canary_override: Vec<Upstream>,
+    procs: Processes,
     file_path: PathBuf,
     state_path: PathBuf,
     routes_path: PathBuf,
@@ -59,23 +110,32 @@ struct Driver {
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// Runs the release described by `path` until interrupted (or, with `once`, until the current
-/// release settles).
-pub async fn run(path: &Path, once: bool) -> anyhow::Result<()> {
-    run_with(path, once, true).await
-}
-
-/// [`run`], printing events and phase changes only when `verbose`.
-pub async fn run_with(path: &Path, once: bool, verbose: bool) -> anyhow::Result<()> {
-    let file = load(path)?;
-    let problems = validate::canary(&file.canary(), &validate::Options::default());
-    let errors: Vec<_> = problems.iter().filter(|p| p.is_error()).collect();
+/// Runs the release described by `path` until interrupted or, with `once`, until the current
+/// release settles; returns the phase it settled in.
+pub async fn run(path: &Path, opts: RunOptions) -> anyhow::Result<Phase> {
+    let canary_override: Vec<Upstream> = opts
+        .canary
+        .iter()
+        .map(|a| Upstream::Address(a.clone()))
+        .collect();
+    let mut file = load(path)?;
+    if !canary_override.is_empty() {
+        file.canary = canary_override.clone();
+    }
+    let mut errors: Vec<String> = super::spec::problems(&file);
+    errors.extend(
+        validate::canary(&file.canary(), &validate::Options::default())
+            .iter()
+            .filter(|p| p.is_error())
+            .map(ToString::to_string),
+    );
     if !errors.is_empty() {
         for p in &errors {
             eprintln!("{}: {p}", path.display());
         }
         anyhow::bail!("{} has {} error(s)", path.display(), errors.len());
     }
+    let once = opts.once;
     let state_path = sidecar(path, "status");
     let routes_path = sidecar(path, "routes");
     let state: Persisted = match std::fs::read_to_string(&state_path) {
@@ -84,7 +144,9 @@ pub async fn run_with(path: &Path, once: bool, verbose: bool) -> anyhow::Result<
         Err(_) => Persisted::default(),
     };
     let mut d = Driver {
-        verbose,
+        output: opts.output,
+        canary_override,
+        procs: Processes::new(path, &state.processes),
         seen: modified(path),
         file_path: path.to_path_buf(),
         provider: RouterStatsProvider::new(
@@ -97,11 +159,11 @@ pub async fn run_with(path: &Path, once: bool, verbose: bool) -> anyhow::Result<
         file,
         state,
     };
-    if d.state.status.phase != Phase::Unset && verbose {
-        println!(
+    if d.state.status.phase != Phase::Unset {
+        d.say(format!(
             "resuming {} at {} (weight {})",
             d.file.name, d.state.status.phase, d.state.status.canary_weight
-        );
+        ));
     }
     d.write_routes(&current_split(&d.state.status))?;
     let router = Router::new(Options {
@@ -116,34 +178,46 @@ pub async fn run_with(path: &Path, once: bool, verbose: bool) -> anyhow::Result<
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tokio::spawn(router.run());
-    if verbose {
-        println!(
-            "{}: serving on {}, admin on {}",
-            d.file.name, d.file.listen, d.file.admin_addr
-        );
-    }
-    loop {
-        d.reload_file();
-        let wait = d.tick(None).await?;
-        let phase = d.state.status.phase;
-        if once && matches!(phase, Phase::Succeeded | Phase::Failed) {
-            return Ok(());
-        }
-        // Between steps, watch the critical checks every second (fast failure).
-        let until = tokio::time::Instant::now()
-            + wait.clamp(Duration::from_millis(200), Duration::from_secs(2));
-        while tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(200).min(until - tokio::time::Instant::now()))
+    d.say(format!(
+        "{}: serving on {}, admin on {}",
+        d.file.name, d.file.listen, d.file.admin_addr
+    ));
+    let result = d.drive(once).await;
+    d.procs.stop_all();
+    result
+}
+
+// === impl Driver ===
+
+impl Driver {
+    async fn drive(&mut self, once: bool) -> anyhow::Result<Phase> {
+        let d = self;
+        loop {
+            d.reload_file();
+            d.reconcile_processes();
+            let wait = d.tick(None).await?;
+            let phase = d.state.status.phase;
+            if once && matches!(phase, Phase::Succeeded | Phase::Failed) {
+                return Ok(phase);
+            }
+            // Between steps, watch the critical checks every second (fast failure).
+            let until = tokio::time::Instant::now()
+                + wait.clamp(Duration::from_millis(200), Duration::from_secs(2));
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(
+                    Duration::from_millis(200).min(until - tokio::time::Instant::now()),
+                )
                 .await;
-            if let Some(failed) = d.critical().await {
-                if d.verbose {
-                    println!(
-                        "critical check failed on live data: {} = {:?}",
-                        failed.name, failed.value
-                    );
+                d.reconcile_processes();
+                if let Some(failed) = d.critical().await {
+                    d.say(format!(
+                        "critical check failed on live data: {} = {}",
+                        failed.name,
+                        failed.value.map_or("-".into(), |v| format!("{v:.1}"))
+                    ));
+                    d.tick(Some(failed)).await?;
+                    break;
                 }
-                d.tick(Some(failed)).await?;
-                break;
             }
         }
     }
@@ -168,8 +242,29 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).ok()?.modified().ok()
 }
 
-fn revision(addrs: &[String]) -> String {
-    let digest = Sha256::digest(addrs.join(",").as_bytes());
+/// Identity of a list of upstreams: the addresses, and for processes the command too.
+fn revision(list: &[Upstream]) -> String {
+    let key: Vec<String> = list
+        .iter()
+        .map(|u| match u {
+            Upstream::Address(a) => a.clone(),
+            Upstream::Process(p) => format!(
+                "{}|{}|{}|{}",
+                p.address,
+                p.command.join(" "),
+                p.env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                p.dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            ),
+        })
+        .collect();
+    let digest = Sha256::digest(key.join(",").as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -178,26 +273,72 @@ fn current_split(s: &CanaryStatus) -> Split {
     Split::weights(100 - w, w)
 }
 
-/// Ready when every address accepts a connection.
-fn readiness(addrs: &[String]) -> Readiness {
-    let up = addrs
+/// Ready when every upstream runs and accepts a connection.
+fn readiness(list: &[Upstream], procs: &Processes) -> Readiness {
+    let up = list
         .iter()
-        .filter(|a| {
-            a.parse::<SocketAddr>().ok().is_some_and(|sa| {
-                TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_ok()
-            })
+        .filter(|u| {
+            procs.is_up(u)
+                && u.address().parse::<SocketAddr>().ok().is_some_and(|sa| {
+                    TcpStream::connect_timeout(&sa, Duration::from_millis(300)).is_ok()
+                })
         })
         .count();
-    if up == addrs.len() {
+    if up == list.len() {
         Readiness::Ready
     } else {
-        Readiness::NotReady(format!("{up} of {} endpoints answer", addrs.len()))
+        Readiness::NotReady(format!("{up} of {} endpoints answer", list.len()))
     }
 }
 
-// === impl Driver ===
-
 impl Driver {
+    fn say(&self, line: String) {
+        match &self.output {
+            Output::Print => println!("{line}"),
+            Output::Channel(tx) => {
+                let _ = tx.send(Report::Line(line));
+            }
+        }
+    }
+
+    fn primary_list(&self) -> &[Upstream] {
+        if self.state.primary.is_empty() {
+            &self.file.primary
+        } else {
+            &self.state.primary
+        }
+    }
+
+    /// Runs the processes a route may point at: the primary's, and the canary's unless it is
+    /// scaled to zero.
+    fn reconcile_processes(&mut self) {
+        let mut wanted: Vec<&Upstream> = self.primary_list().iter().collect();
+        if self.state.canary_up {
+            wanted.extend(self.file.canary.iter());
+        }
+        let wanted: Vec<Upstream> = wanted.into_iter().cloned().collect();
+        let refs: Vec<&Upstream> = wanted.iter().collect();
+        self.procs.reconcile(&refs);
+        for note in self.procs.take_notes() {
+            self.say(note);
+        }
+        let recorded = self.procs.recorded();
+        if recorded != self.state.processes {
+            self.state.processes = recorded;
+            if let Err(e) = self.persist() {
+                eprintln!("cannot write {}: {e:#}", self.state_path.display());
+            }
+        }
+    }
+
+    fn persist(&self) -> anyhow::Result<()> {
+        let text = serde_yaml::to_string(&self.state)?;
+        let tmp = self.state_path.with_extension("tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.state_path)?;
+        Ok(())
+    }
+
     fn reload_file(&mut self) {
         let now = modified(&self.file_path);
         if now == self.seen {
@@ -205,7 +346,20 @@ impl Driver {
         }
         self.seen = now;
         match load(&self.file_path) {
-            Ok(f) => self.file = f,
+            Ok(mut f) => {
+                if !self.canary_override.is_empty() {
+                    f.canary = self.canary_override.clone();
+                }
+                let problems = super::spec::problems(&f);
+                if problems.is_empty() {
+                    self.file = f;
+                } else {
+                    for p in problems {
+                        eprintln!("{}: {p}", self.file_path.display());
+                    }
+                    eprintln!("keeping the previous version of the file");
+                }
+            }
             Err(e) => eprintln!("{e:#}; keeping the previous version of the file"),
         }
     }
@@ -214,13 +368,13 @@ impl Driver {
         let primary = (!self.state.primary.is_empty()).then(|| Workload {
             revision: revision(&self.state.primary),
             configs: Default::default(),
-            readiness: readiness(&self.state.primary),
+            readiness: readiness(&self.state.primary, &self.procs),
         });
         Observations {
             target: Some(Workload {
                 revision: revision(&self.file.canary),
                 configs: Default::default(),
-                readiness: readiness(&self.file.canary),
+                readiness: readiness(&self.file.canary, &self.procs),
             }),
             primary,
             ..Default::default()
@@ -286,15 +440,12 @@ impl Driver {
         }
         let before = self.state.status.phase;
         self.state.status = step.status;
-        let text = serde_yaml::to_string(&self.state)?;
-        let tmp = self.state_path.with_extension("tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.state_path)?;
-        if before != self.state.status.phase && self.verbose {
-            println!(
+        self.persist()?;
+        if before != self.state.status.phase {
+            self.say(format!(
                 "phase {} (canary weight {})",
                 self.state.status.phase, self.state.status.canary_weight
-            );
+            ));
         }
         Ok(step.requeue_after)
     }
@@ -308,8 +459,12 @@ impl Driver {
             }
             Action::SetRoutes(split) => self.write_routes(split)?,
             Action::PromotePrimary => self.state.primary = self.file.canary.clone(),
-            // Upstreams listed by address run on their own: there is nothing to scale.
-            Action::ScaleTarget(_) | Action::RevertTarget => {}
+            // Processes follow this flag (reconcile_processes); addresses run on their own.
+            Action::ScaleTarget(scale) => {
+                self.state.canary_up = matches!(scale, siskin_engine::Scale::Up);
+                self.reconcile_processes();
+            }
+            Action::RevertTarget => {}
             Action::RunHooks(kind) => {
                 let phase = self.state.status.phase.name().to_string();
                 for h in self.file.analysis.hooks(*kind).cloned().collect::<Vec<_>>() {
@@ -318,22 +473,26 @@ impl Driver {
                     }
                 }
             }
-            Action::Event(e) if self.verbose => {
-                println!("{:?} {}: {}", e.kind, e.reason, e.message)
-            }
-            Action::Alert(a) if self.verbose => println!("ALERT ({:?}) {}", a.severity, a.message),
-            Action::Event(_) | Action::Alert(_) => {}
+            Action::Event(e) => match &self.output {
+                Output::Print => println!("{:?} {}: {}", e.kind, e.reason, e.message),
+                Output::Channel(tx) => {
+                    let _ = tx.send(Report::Event {
+                        warning: e.kind == siskin_engine::EventType::Warning,
+                        reason: e.reason.to_string(),
+                        message: e.message.clone(),
+                    });
+                }
+            },
+            Action::Alert(a) => self.say(format!("ALERT ({:?}) {}", a.severity, a.message)),
         }
         Ok(())
     }
 
     /// Writes the router's routes for `split`; the router swaps them in within 50 ms.
     fn write_routes(&self, split: &Split) -> anyhow::Result<()> {
-        let primary = if self.state.primary.is_empty() {
-            self.file.primary.clone()
-        } else {
-            self.state.primary.clone()
-        };
+        let addresses =
+            |l: &[Upstream]| -> Vec<String> { l.iter().map(|u| u.address().to_string()).collect() };
+        let primary = addresses(self.primary_list());
         let sa = self.file.analysis.session_affinity.as_ref();
         let cookie = |pair: &Option<String>, max_age: Option<i64>| -> Option<SessionCookie> {
             let (name, value) = pair.as_deref()?.split_once('=')?;
@@ -399,7 +558,7 @@ impl Driver {
                 },
                 Backend {
                     name: "canary".into(),
-                    endpoints: self.file.canary.clone(),
+                    endpoints: addresses(&self.file.canary),
                     role: Some("canary".into()),
                     ..Default::default()
                 },

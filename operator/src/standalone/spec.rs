@@ -1,6 +1,6 @@
 //! The standalone file: a canary whose primary and canary are sets of upstream addresses.
 
-use std::net::SocketAddr;
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 use siskin_api::{
@@ -19,11 +19,11 @@ pub struct StandaloneFile {
     pub listen: SocketAddr,
     /// Where the router's admin port listens (statistics for the checks).
     pub admin_addr: SocketAddr,
-    /// Addresses of the version in service (`host:port`); replaced by the canary's on promotion.
-    pub primary: Vec<String>,
-    /// Addresses of the new version; changing this list starts a release.
+    /// Upstreams of the version in service; replaced by the canary's on promotion.
+    pub primary: Vec<Upstream>,
+    /// Upstreams of the new version; changing this list starts a release.
     #[serde(default)]
-    pub canary: Vec<String>,
+    pub canary: Vec<Upstream>,
     /// The same analysis block as a Canary's.
     pub analysis: CanaryAnalysis,
     /// Seconds the canary may take to answer before the release is rolled back (default 600).
@@ -32,6 +32,76 @@ pub struct StandaloneFile {
     /// Promote without analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_analysis: Option<bool>,
+}
+
+/// One upstream: an address that runs on its own, or a command Siskin starts and stops.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Upstream {
+    /// `host:port` of a server that is already running.
+    Address(String),
+    /// A process Siskin runs while the upstream is in use.
+    Process(ProcessSpec),
+}
+
+/// A command Siskin starts for an upstream (and stops once no route points at it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// Where the process listens (`host:port`); traffic and readiness checks go here.
+    pub address: String,
+    /// Program and arguments (no shell).
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the file's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// Where traffic goes.
+    pub fn address(&self) -> &str {
+        match self {
+            Upstream::Address(a) => a,
+            Upstream::Process(p) => &p.address,
+        }
+    }
+
+    /// The process to run, if Siskin runs one.
+    pub fn process(&self) -> Option<&ProcessSpec> {
+        match self {
+            Upstream::Address(_) => None,
+            Upstream::Process(p) => Some(p),
+        }
+    }
+}
+
+/// Problems the Canary rules cannot see: addresses and commands.
+pub fn problems(file: &StandaloneFile) -> Vec<String> {
+    let mut out = Vec::new();
+    for (field, list) in [("primary", &file.primary), ("canary", &file.canary)] {
+        for (i, u) in list.iter().enumerate() {
+            if u.address().parse::<SocketAddr>().is_err() {
+                out.push(format!(
+                    "{field}[{i}]: `{}` is not an ip:port address; write e.g. 127.0.0.1:9001",
+                    u.address()
+                ));
+            }
+            if u.process().is_some_and(|p| p.command.is_empty()) {
+                out.push(format!(
+                    "{field}[{i}].command: empty; give the program and its arguments, e.g. [\"./server\", \"--port\", \"9001\"]"
+                ));
+            }
+        }
+    }
+    if file.primary.is_empty() {
+        out.push("primary: empty; list at least one upstream in service".into());
+    }
+    out
 }
 
 // === impl StandaloneFile ===
@@ -61,5 +131,50 @@ impl StandaloneFile {
     /// The route name the router reports statistics under.
     pub fn route(&self) -> String {
         format!("standalone/{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The files in examples/standalone parse and pass every rule `siskin run` applies.
+    #[test]
+    fn examples_are_valid() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/standalone");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file: StandaloneFile =
+                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(problems(&file), Vec::<String>::new(), "{}", path.display());
+            let errors: Vec<_> = siskin_api::validate::canary(&file.canary(), &Default::default())
+                .into_iter()
+                .filter(|p| p.is_error())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 2);
+    }
+
+    #[test]
+    fn bad_upstreams_are_named_with_a_fix() {
+        let file: StandaloneFile = serde_yaml::from_str(
+            "name: x\nlisten: 127.0.0.1:1\nadminAddr: 127.0.0.1:2\nprimary: [localhost]\ncanary: [{address: 127.0.0.1:3, command: []}]\nanalysis: {}\n",
+        )
+        .unwrap();
+        let p = problems(&file);
+        assert!(
+            p[0].starts_with("primary[0]: `localhost` is not an ip:port"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("canary[0].command: empty"), "{p:?}");
     }
 }
