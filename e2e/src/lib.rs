@@ -10,6 +10,7 @@
 mod certs;
 mod controlplane;
 mod crds;
+pub mod kubelet;
 pub mod localnode;
 
 use std::path::PathBuf;
@@ -82,4 +83,67 @@ pub fn shared_dir() -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => repo_root().join("../shared"),
     }
+}
+
+/// Server-side applies `config/rbac/` as written (ServiceAccount, ClusterRole(Binding),
+/// Role(Binding)), as `kubectl apply -k config/rbac` would.
+pub async fn apply_rbac(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::{
+        core::v1::ServiceAccount,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    use kube::{
+        Api,
+        api::{Patch, PatchParams},
+    };
+    let pp = PatchParams::apply("siskin-test").force();
+    for file in ["service_account.yaml", "role.yaml", "role_binding.yaml"] {
+        let path = repo_root().join("config/rbac").join(file);
+        let text =
+            std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc)
+                .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ns = v["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(OPERATOR_NAMESPACE)
+                .to_string();
+            let what = format!("apply {} {name}", v["kind"]);
+            let patch = Patch::Apply(&v);
+            match v["kind"].as_str().unwrap_or_default() {
+                "ServiceAccount" => Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &patch)
+                    .await
+                    .map(|_| ()),
+                "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+                    .patch(&name, &pp, &patch)
+                    .await
+                    .map(|_| ()),
+                "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone())
+                    .patch(&name, &pp, &patch)
+                    .await
+                    .map(|_| ()),
+                "Role" => Api::<Role>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &patch)
+                    .await
+                    .map(|_| ()),
+                "RoleBinding" => Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                    .patch(&name, &pp, &patch)
+                    .await
+                    .map(|_| ()),
+                other => {
+                    return Err(Error::Setup(format!(
+                        "unexpected kind {other} in {}",
+                        path.display()
+                    )));
+                }
+            }
+            .map_err(kube_err(what))?;
+        }
+    }
+    Ok(())
 }

@@ -8,8 +8,8 @@ use std::{net::Ipv4Addr, time::Duration};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     coordination::v1::Lease,
-    core::v1::{Namespace, Pod, Service, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    core::v1::{Namespace, Pod, Service},
+    rbac::v1::ClusterRole,
 };
 use kube::{
     Api, Client,
@@ -21,7 +21,6 @@ use siskin_api::{ApiGroup, Canary, validate};
 use siskin_e2e::{
     ControlPlane, OPERATOR_NAMESPACE,
     localnode::{self, LocalProcess, Rollout},
-    repo_root,
 };
 
 async fn admin() -> Client {
@@ -225,51 +224,7 @@ async fn mesh_crds_accept_valid_and_refuse_malformed_objects() {
 }
 
 async fn apply_rbac(client: &Client) {
-    let pp = PatchParams::apply("siskin-test").force();
-    for file in ["service_account.yaml", "role.yaml", "role_binding.yaml"] {
-        let text = std::fs::read_to_string(repo_root().join("config/rbac").join(file)).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc).unwrap();
-            let name = v["metadata"]["name"].as_str().unwrap().to_string();
-            let ns = v["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or(OPERATOR_NAMESPACE)
-                .to_string();
-            match v["kind"].as_str().unwrap() {
-                "ServiceAccount" => {
-                    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-                        .patch(&name, &pp, &Patch::Apply(&v))
-                        .await
-                        .unwrap();
-                }
-                "ClusterRole" => {
-                    Api::<ClusterRole>::all(client.clone())
-                        .patch(&name, &pp, &Patch::Apply(&v))
-                        .await
-                        .unwrap();
-                }
-                "ClusterRoleBinding" => {
-                    Api::<ClusterRoleBinding>::all(client.clone())
-                        .patch(&name, &pp, &Patch::Apply(&v))
-                        .await
-                        .unwrap();
-                }
-                "Role" => {
-                    Api::<Role>::namespaced(client.clone(), &ns)
-                        .patch(&name, &pp, &Patch::Apply(&v))
-                        .await
-                        .unwrap();
-                }
-                "RoleBinding" => {
-                    Api::<RoleBinding>::namespaced(client.clone(), &ns)
-                        .patch(&name, &pp, &Patch::Apply(&v))
-                        .await
-                        .unwrap();
-                }
-                other => panic!("unexpected kind {other} in config/rbac/{file}"),
-            }
-        }
-    }
+    siskin_e2e::apply_rbac(client).await.unwrap();
 }
 
 fn is_forbidden<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> bool {

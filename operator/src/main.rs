@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod hooks;
+mod operator;
 mod standalone;
 
 fn main() -> ExitCode {

@@ -247,9 +247,28 @@ pub fn translate(
         if !attached {
             continue;
         }
+        // Traffic for a Service parent (GAMMA) arrives addressed to that Service: its DNS
+        // names select the route (the operator points the Service's endpoints at routers).
+        let mut hostnames = spec.hostnames.clone();
+        for p in &spec.parent_refs {
+            if p.kind.as_deref() == Some("Service") && p.group.as_deref().unwrap_or("").is_empty() {
+                let pns = p.namespace.clone().unwrap_or_else(|| ns.clone());
+                let svc = &p.name;
+                for h in [
+                    svc.clone(),
+                    format!("{svc}.{pns}"),
+                    format!("{svc}.{pns}.svc"),
+                    format!("{svc}.{pns}.svc.cluster.local"),
+                ] {
+                    if !hostnames.contains(&h) {
+                        hostnames.push(h);
+                    }
+                }
+            }
+        }
         let route = Route {
             name: format!("{ns}/{}", r.name_any()),
-            hostnames: spec.hostnames.clone(),
+            hostnames,
             rules: spec
                 .rules
                 .iter()

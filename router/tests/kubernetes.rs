@@ -87,9 +87,12 @@ async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
 
     let router = RouterProcess::start_kubernetes(&plane.kubeconfig, &ns).await;
     let http = http1_client();
+    // Traffic for a Service parent is addressed to that Service.
+    let host = format!("podinfo.{ns}.svc.cluster.local:80");
+    let host = [("host", host.as_str())];
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, body, _) = get(&http, router.port, "/", &[]).await;
+        let (status, body, _) = get(&http, router.port, "/", &host).await;
         if status == 200 {
             assert!(body.starts_with("primary"), "{body}");
             break;
@@ -100,6 +103,11 @@ async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (status, _, _) = get(&http, router.port, "/", &[("host", "other.example")]).await;
+    assert_eq!(
+        status, 404,
+        "a Service parent's route answers only for that Service"
+    );
     let config = router.admin_get("/config").await.unwrap();
     assert!(
         config.contains(&format!("{ns}/podinfo")) && !config.contains(&format!("{ns}/foreign")),
@@ -116,7 +124,7 @@ async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
         assert!(Instant::now() < deadline, "weight change not applied");
         for _ in 0..20 {
             canary += usize::from(
-                get(&http, router.port, "/", &[])
+                get(&http, router.port, "/", &host)
                     .await
                     .1
                     .starts_with("canary"),
@@ -126,7 +134,7 @@ async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
     let mut hits = 0;
     for _ in 0..200 {
         hits += usize::from(
-            get(&http, router.port, "/", &[])
+            get(&http, router.port, "/", &host)
                 .await
                 .1
                 .starts_with("canary"),

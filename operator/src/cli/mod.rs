@@ -23,6 +23,8 @@ enum Command {
     Run(RunArgs),
     /// Watch a good release promoted and a bad one rolled back, on this machine.
     Demo(demo::Args),
+    /// Run the Kubernetes operator (Canaries under siskin.dev, or flagger.app).
+    Operator(Box<crate::operator::Args>),
     /// Serve the sample application (version, error rate and latency set by flags).
     SampleApp(SampleAppArgs),
 }
@@ -69,6 +71,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(demo::run(&args))
+        }
+        Command::Operator(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(crate::operator::run(*args))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::SampleApp(a) => {
             anyhow::ensure!(

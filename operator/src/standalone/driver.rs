@@ -12,12 +12,6 @@ use std::{
 };
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use siskin_analysis::{
@@ -29,9 +23,7 @@ use siskin_api::{
     status::{CheckStatus, Verdict},
     validate,
 };
-use siskin_engine::{
-    Action, AnalysisResult, GateResult, Need, Observations, Readiness, Split, Workload,
-};
+use siskin_engine::{Action, AnalysisResult, Need, Observations, Readiness, Split, Workload};
 use siskin_route::{Backend, BackendRef, Config, Filter, Mirror, Route, Rule, SessionCookie};
 use siskin_router::{Options, Router, Source};
 
@@ -107,7 +99,7 @@ struct Driver {
     seen: Option<SystemTime>,
     state: Persisted,
     provider: RouterStatsProvider,
-    http: Client<HttpConnector, Full<Bytes>>,
+    hooks: crate::hooks::Hooks,
 }
 
 /// Runs the release described by `path` until interrupted or, with `once`, until the current
@@ -153,7 +145,7 @@ pub async fn run(path: &Path, opts: RunOptions) -> anyhow::Result<Phase> {
             format!("http://{}", file.admin_addr),
             siskin_analysis::providers::router_stats::DEFAULT_MIN_SAMPLES,
         ),
-        http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        hooks: crate::hooks::Hooks::default(),
         state_path,
         routes_path,
         file,
@@ -428,7 +420,9 @@ impl Driver {
             let Some(need) = step.need else { break };
             match need {
                 Need::Gate(kind) => {
-                    let g = self.gate(kind, &obs).await;
+                    let hooks: Vec<CanaryWebhook> =
+                        self.file.analysis.hooks(kind).cloned().collect();
+                    let g = self.hooks.gate(kind, &hooks, &self.payload()).await;
                     obs.gates.insert(kind, g);
                 }
                 Need::Analysis => obs.analysis = Some(self.analysis().await),
@@ -466,11 +460,9 @@ impl Driver {
             }
             Action::RevertTarget => {}
             Action::RunHooks(kind) => {
-                let phase = self.state.status.phase.name().to_string();
-                for h in self.file.analysis.hooks(*kind).cloned().collect::<Vec<_>>() {
-                    if let Err(e) = self.call(&h, &phase).await {
-                        eprintln!("warning: {} hook {} failed: {e}", kind.name(), h.name);
-                    }
+                let hooks: Vec<CanaryWebhook> = self.file.analysis.hooks(*kind).cloned().collect();
+                for (name, e) in self.hooks.notify(&hooks, &self.payload()).await {
+                    eprintln!("warning: {} hook {name} failed: {e}", kind.name());
                 }
             }
             Action::Event(e) => match &self.output {
@@ -570,60 +562,17 @@ impl Driver {
         Ok(())
     }
 
-    /// Runs every hook of a gate type in spec order.
-    async fn gate(&self, kind: HookType, _obs: &Observations) -> GateResult {
-        let phase = self.state.status.phase.name().to_string();
-        let hooks: Vec<CanaryWebhook> = self.file.analysis.hooks(kind).cloned().collect();
-        for h in &hooks {
-            let outcome = self.call(h, &phase).await;
-            let ok = outcome.is_ok();
-            // A rollback hook decides by succeeding; the others by failing.
-            if (kind == HookType::Rollback) == ok {
-                return GateResult {
-                    passed: ok,
-                    hook: h.name.clone(),
-                    message: outcome.err().unwrap_or_default(),
-                    muted: h.mute_alert.unwrap_or(false),
-                };
-            }
-        }
-        GateResult {
-            passed: kind != HookType::Rollback,
-            hook: hooks.last().map(|h| h.name.clone()).unwrap_or_default(),
-            message: String::new(),
-            muted: false,
-        }
-    }
-
-    /// POSTs Flagger's webhook payload; success is a status up to 202.
-    async fn call(&self, h: &CanaryWebhook, phase: &str) -> Result<(), String> {
-        let payload = serde_json::json!({
-            "name": self.file.name, "namespace": "standalone", "phase": phase,
-            "checksum": self.state.status.last_applied_spec.clone().unwrap_or_default(),
-            "metadata": h.metadata.clone().unwrap_or_default(),
-        });
-        let req = http::Request::post(h.url.as_str())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(payload.to_string())))
-            .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(h.timeout(), self.http.request(req))
-            .await
-            .map_err(|_| format!("no answer within {:?}", h.timeout()))?
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        if status <= 202 {
-            Ok(())
-        } else {
-            Err(format!(
-                "status {status}: {}",
-                String::from_utf8_lossy(&body)
-            ))
+    fn payload(&self) -> crate::hooks::Payload {
+        crate::hooks::Payload {
+            name: self.file.name.clone(),
+            namespace: "standalone".into(),
+            phase: self.state.status.phase.name().to_string(),
+            checksum: self
+                .state
+                .status
+                .last_applied_spec
+                .clone()
+                .unwrap_or_default(),
         }
     }
 
@@ -631,7 +580,7 @@ impl Driver {
     async fn analysis(&self) -> AnalysisResult {
         let mut checks = Vec::new();
         let now = jiff::Timestamp::now();
-        let phase = self.state.status.phase.name().to_string();
+        let payload = self.payload();
         for h in self
             .file
             .analysis
@@ -639,7 +588,7 @@ impl Driver {
             .cloned()
             .collect::<Vec<_>>()
         {
-            let r = self.call(&h, &phase).await;
+            let r = self.hooks.call(&h, &payload).await;
             checks.push(CheckStatus {
                 name: h.name.clone(),
                 kind: "webhook".into(),

@@ -1,0 +1,66 @@
+//! `gatewayapi:v1` and `gatewayapi:v1beta1`: the same `HTTPRoute` as `builtin`, attached to the
+//! Gateways in `service.gatewayRefs` of an external Gateway API implementation. The apex
+//! Service selects the primary's pods.
+
+use async_trait::async_trait;
+use kube::api::ApiResource;
+use serde_json::json;
+use siskin_engine::Split;
+
+use super::{TrafficBackend, httproute};
+use crate::operator::{Error, context::Target, services};
+
+/// The Gateway API backend at one version.
+pub struct GatewayApi {
+    resource: ApiResource,
+}
+
+impl GatewayApi {
+    /// `gateway.networking.k8s.io/v1`.
+    pub fn v1() -> Self {
+        GatewayApi {
+            resource: httproute::resource("v1"),
+        }
+    }
+
+    /// `gateway.networking.k8s.io/v1beta1`.
+    pub fn v1beta1() -> Self {
+        GatewayApi {
+            resource: httproute::resource("v1beta1"),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficBackend for GatewayApi {
+    async fn apply(&self, t: &Target, split: &Split) -> Result<(), Error> {
+        let refs = t
+            .canary
+            .spec
+            .service
+            .as_ref()
+            .and_then(|s| s.gateway_refs.clone())
+            .unwrap_or_default();
+        if refs.is_empty() {
+            return Err(Error::Invalid {
+                field: "spec.service.gatewayRefs".into(),
+                message: "the gatewayapi provider needs at least one Gateway to attach the route to; list it here (name, namespace)".into(),
+            });
+        }
+        services::apply(t, &t.apex, Some(t.primary_selector())).await?;
+        let parents = refs
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_else(|_| json!({"name": r.name})))
+            .collect();
+        httproute::apply(t, &self.resource, parents, split).await
+    }
+
+    async fn current(&self, t: &Target) -> Result<Option<Split>, Error> {
+        httproute::current(t, &self.resource).await
+    }
+
+    async fn revert(&self, t: &Target) -> Result<(), Error> {
+        httproute::remove(t, &self.resource).await?;
+        services::point_apex(t, t.canary_selector()).await
+    }
+}
