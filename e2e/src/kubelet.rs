@@ -1,4 +1,5 @@
-//! A kubelet for one namespace: every Deployment with replicas runs as one local process of
+//! A kubelet for one namespace: every Deployment with replicas (and every DaemonSet, on one
+//! node, unless a node selector keeps it off every node) runs as one local process of
 //! the sample app (version from the image tag, faults from the container's environment), its
 //! status is written as the controller-manager would, and every Service selecting its pods gets
 //! an EndpointSlice pointing at that process.
@@ -14,7 +15,11 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    core::v1::{PodTemplateSpec, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -23,7 +28,7 @@ use serde_json::json;
 
 use crate::{
     Result, kube_err,
-    localnode::{LocalProcess, Rollout, local_endpoint, set_deployment},
+    localnode::{LocalProcess, Rollout, local_endpoint, set_daemonset, set_deployment},
 };
 
 struct Pod {
@@ -53,11 +58,8 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-fn env_of(d: &Deployment, name: &str) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .spec
+fn env_of(t: &PodTemplateSpec, name: &str) -> Option<String> {
+    t.spec
         .as_ref()?
         .containers
         .first()?
@@ -68,10 +70,9 @@ fn env_of(d: &Deployment, name: &str) -> Option<String> {
         .and_then(|e| e.value.clone())
 }
 
-fn image_tag(d: &Deployment) -> String {
-    d.spec
+fn image_tag(t: &PodTemplateSpec) -> String {
+    t.spec
         .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
         .and_then(|p| p.containers.first())
         .and_then(|c| c.image.clone())
         .and_then(|i| i.rsplit_once(':').map(|(_, t)| t.to_string()))
@@ -111,17 +112,43 @@ async fn pass(
     pods: &Arc<Mutex<BTreeMap<String, Pod>>>,
 ) -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
     let list = deployments
         .list(&ListParams::default())
         .await
         .map_err(kube_err("list deployments"))?;
-    let mut running: BTreeMap<String, (BTreeMap<String, String>, u16)> = BTreeMap::new();
+    let ds_list = daemonsets
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list daemonsets"))?;
+    // (kind, name, template, replicas, generation and status summary)
+    let mut workloads: Vec<(bool, String, PodTemplateSpec, i32)> = Vec::new();
     for d in &list.items {
-        let name = d.name_any();
-        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let template =
-            serde_json::to_string(&d.spec.as_ref().map(|s| &s.template)).unwrap_or_default();
-        let rollout = match env_of(d, "ROLLOUT").as_deref() {
+        if let Some(spec) = &d.spec {
+            workloads.push((
+                false,
+                d.name_any(),
+                spec.template.clone(),
+                spec.replicas.unwrap_or(1),
+            ));
+        }
+    }
+    for d in &ds_list.items {
+        if let Some(spec) = &d.spec {
+            let off = spec
+                .template
+                .spec
+                .as_ref()
+                .and_then(|p| p.node_selector.as_ref())
+                .is_some_and(|n| !n.is_empty());
+            workloads.push((true, d.name_any(), spec.template.clone(), i32::from(!off)));
+        }
+    }
+    let mut running: BTreeMap<String, (BTreeMap<String, String>, u16)> = BTreeMap::new();
+    for (is_ds, name, tmpl, replicas) in &workloads {
+        let (name, replicas) = (name.clone(), *replicas);
+        let template = serde_json::to_string(tmpl).unwrap_or_default();
+        let rollout = match env_of(tmpl, "ROLLOUT").as_deref() {
             Some("NotReady") => Rollout::NotReady,
             Some("DeadlineExceeded") => Rollout::DeadlineExceeded,
             _ => Rollout::Ready,
@@ -144,11 +171,11 @@ async fn pass(
                     "--name".into(),
                     name.clone(),
                     "--app-version".into(),
-                    image_tag(d),
+                    image_tag(tmpl),
                     "--error-rate".into(),
-                    env_of(d, "ERROR_RATE").unwrap_or_else(|| "0".into()),
+                    env_of(tmpl, "ERROR_RATE").unwrap_or_else(|| "0".into()),
                     "--latency-ms".into(),
-                    env_of(d, "LATENCY_MS").unwrap_or_else(|| "0".into()),
+                    env_of(tmpl, "LATENCY_MS").unwrap_or_else(|| "0".into()),
                 ];
                 let program = program.to_path_buf();
                 let process = tokio::task::spawn_blocking(move || {
@@ -168,10 +195,9 @@ async fn pass(
                 }
             }
         }
-        let labels = d
-            .spec
+        let labels = tmpl
+            .metadata
             .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
         if let Some(port) = pods
@@ -182,27 +208,43 @@ async fn pass(
             running.insert(name.clone(), (labels, port));
         }
         // Status as the controller-manager writes it, once per generation and state.
-        let status = d.status.clone().unwrap_or_default();
         let want_ready = if rollout == Rollout::Ready {
             replicas
         } else {
             0
         };
-        let stale = status.observed_generation != d.metadata.generation
-            || status.ready_replicas.unwrap_or(0) != want_ready
-            || status.replicas.unwrap_or(0) != replicas
-            || (rollout == Rollout::DeadlineExceeded)
-                != status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
-        if stale {
-            set_deployment(client, ns, &name, rollout).await?;
+        if *is_ds {
+            let Some(d) = ds_list.items.iter().find(|d| d.name_any() == name) else {
+                continue;
+            };
+            let st = d.status.clone().unwrap_or_default();
+            let stale = st.observed_generation != d.metadata.generation
+                || st.number_ready != want_ready
+                || st.desired_number_scheduled != replicas;
+            if stale {
+                set_daemonset(client, ns, &name, replicas, rollout).await?;
+            }
+        } else {
+            let Some(d) = list.items.iter().find(|d| d.name_any() == name) else {
+                continue;
+            };
+            let status = d.status.clone().unwrap_or_default();
+            let stale = status.observed_generation != d.metadata.generation
+                || status.ready_replicas.unwrap_or(0) != want_ready
+                || status.replicas.unwrap_or(0) != replicas
+                || (rollout == Rollout::DeadlineExceeded)
+                    != status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+            if stale {
+                set_deployment(client, ns, &name, rollout).await?;
+            }
         }
     }
     if let Ok(mut p) = pods.lock() {
-        p.retain(|name, _| list.items.iter().any(|d| d.name_any() == *name));
+        p.retain(|name, _| workloads.iter().any(|w| w.1 == *name));
     }
     // EndpointSlices for every Service with a selector.
     let services: Api<Service> = Api::namespaced(client.clone(), ns);

@@ -2,6 +2,8 @@
 //! engine per Canary on its analysis interval and executes its actions through the workload
 //! platform and the traffic backend; serves `/metrics`, `/healthz` and `/readyz`.
 
+pub mod autoscaler;
+pub mod configs;
 pub mod context;
 pub mod fleet;
 pub mod leader;
@@ -21,7 +23,10 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -114,6 +119,10 @@ pub struct Args {
         default_value = "app,name,app.kubernetes.io/name"
     )]
     selector_labels: String,
+    /// Track the ConfigMaps and Secrets the target uses: a change starts a release, and the
+    /// primary runs on `-primary` copies.
+    #[arg(long, env = "SISKIN_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set)]
+    enable_config_tracking: bool,
     /// Label and annotation key prefixes copied to primary objects (`*`: all).
     #[arg(long, env = "SISKIN_INCLUDE_LABEL_PREFIX", default_value = "")]
     include_label_prefix: String,
@@ -203,6 +212,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         include_label_prefix: split_list(&args.include_label_prefix),
         default_provider: args.mesh_provider.clone(),
         router_service: (router_ns.to_string(), router_name.to_string()),
+        config_tracking: args.enable_config_tracking,
     });
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.set(
@@ -258,6 +268,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let daemonsets: Api<DaemonSet> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let router_slices: Api<EndpointSlice> = Api::namespaced(client.clone(), router_ns);
     let ctx = Arc::new(reconcile::Ctx {
         client: client.clone(),
         settings: settings.clone(),
@@ -296,21 +311,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     info!(group = group.name(), provider = %args.mesh_provider, "watching Canaries");
+    // A change to a target (or its primary) reconciles the Canaries that name it.
+    let owners = |store: kube::runtime::reflector::Store<Canary>| {
+        move |ns: Option<String>, name: String| {
+            store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == ns
+                        && (c.spec.target_name() == name || c.spec.primary_workload_name() == name)
+                })
+                .map(|c| ObjectRef::from_obj_with(c.as_ref(), group))
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_deployment = owners(store.clone());
+    let by_daemonset = owners(store.clone());
+    // The router's pods changed: every Canary's apex endpoints follow at once.
+    let every = store.clone();
+    let router_selector = format!("kubernetes.io/service-name={router_name}");
     controller
         .watches(
             deployments,
             watcher::Config::default(),
-            move |d: Deployment| {
-                let ns = d.namespace();
-                let name = d.name_any();
-                store
+            move |d: Deployment| by_deployment(d.namespace(), d.name_any()),
+        )
+        .watches(
+            daemonsets,
+            watcher::Config::default(),
+            move |d: DaemonSet| by_daemonset(d.namespace(), d.name_any()),
+        )
+        .watches(
+            router_slices,
+            watcher::Config::default().labels(&router_selector),
+            move |_: EndpointSlice| {
+                every
                     .state()
                     .into_iter()
-                    .filter(|c| {
-                        c.namespace() == ns
-                            && (c.spec.target_name() == name
-                                || c.spec.primary_workload_name() == name)
-                    })
                     .map(|c| ObjectRef::from_obj_with(c.as_ref(), group))
                     .collect::<Vec<_>>()
             },

@@ -102,7 +102,9 @@ impl Router {
     }
 }
 
-async fn start_router(plane: &ControlPlane, client: &Client) -> Router {
+/// A router published as Service `siskin-system/<name>` (each test has its own, so tests run in
+/// parallel without reading each other's statistics).
+async fn start_router(plane: &ControlPlane, client: &Client, name: &str) -> Router {
     let (port, admin) = (free_port(), free_port());
     let child = Command::new(router_binary())
         .args(["--kubernetes", "--listen", &format!("127.0.0.1:{port}")])
@@ -119,20 +121,20 @@ async fn start_router(plane: &ControlPlane, client: &Client) -> Router {
         .unwrap();
     let ns = siskin_e2e::OPERATOR_NAMESPACE;
     let pp = PatchParams::apply("siskin-e2e").force();
-    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "siskin-router", "namespace": ns},
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "admin", "port": 9901}]}});
     Api::<Service>::namespaced(client.clone(), ns)
-        .patch("siskin-router", &pp, &Patch::Apply(&svc))
+        .patch(name, &pp, &Patch::Apply(&svc))
         .await
         .unwrap();
     let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "siskin-router-local", "namespace": ns,
-            "labels": {"kubernetes.io/service-name": "siskin-router", "endpointslice.kubernetes.io/managed-by": "siskin-e2e-local-node"}},
+        "metadata": {"name": format!("{name}-local"), "namespace": ns,
+            "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "siskin-e2e-local-node"}},
         "addressType": "FQDN",
-        "endpoints": [{"addresses": ["siskin-router-0.localhost"], "conditions": {"ready": true}}],
+        "endpoints": [{"addresses": [format!("{name}-0.localhost")], "conditions": {"ready": true}}],
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}, {"name": "admin", "port": admin, "protocol": "TCP"}]});
     Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::namespaced(client.clone(), ns)
-        .patch("siskin-router-local", &pp, &Patch::Apply(&slice))
+        .patch(&format!("{name}-local"), &pp, &Patch::Apply(&slice))
         .await
         .unwrap();
     Router {
@@ -142,13 +144,32 @@ async fn start_router(plane: &ControlPlane, client: &Client) -> Router {
     }
 }
 
-fn start_operator(kubeconfig: &PathBuf, ns: &str, extra: &[&str]) -> Proc {
+/// An operator process; its log is kept in a file for the assertions and failure messages.
+struct Operator {
+    proc: Proc,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+    }
+}
+
+fn start_operator(scene: &Scene, tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+    let log = scene.dir.join(format!("{}-{tag}.log", scene.ns));
+    let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(siskin())
         .args(["operator", "--kubeconfig"])
-        .arg(kubeconfig)
+        .arg(&scene.kubeconfig)
         .args([
             "--namespace",
-            ns,
+            &scene.ns,
             "--log-encoding",
             "console",
             "--log-level",
@@ -160,12 +181,50 @@ fn start_operator(kubeconfig: &PathBuf, ns: &str, extra: &[&str]) -> Proc {
             "--listen-address",
             "127.0.0.1",
         ])
+        .args([
+            "--router-service",
+            &format!("siskin-system/{}", scene.router_name),
+        ])
         .args(extra)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(file)
         .spawn()
         .unwrap();
-    Proc(child)
+    Operator {
+        proc: Proc(child),
+        log,
+    }
+}
+
+/// What one scenario runs in: its namespace, kubelet and router.
+struct Scene {
+    admin: Client,
+    ns: String,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    router_name: String,
+    router: Router,
+    _kubelet: Kubelet,
+}
+
+async fn scene(prefix: &str) -> Scene {
+    let plane = ControlPlane::shared();
+    let admin = plane.client().await.unwrap();
+    siskin_e2e::apply_rbac(&admin).await.unwrap();
+    let ns = namespace(&admin, prefix).await;
+    let router_name = format!("router-{prefix}");
+    let router = start_router(plane, &admin, &router_name).await;
+    Scene {
+        _kubelet: Kubelet::start(admin.clone(), &ns, siskin()),
+        admin,
+        dir: plane.dir.clone(),
+        kubeconfig: operator_kubeconfig(plane),
+        ns,
+        router_name,
+        router,
+    }
 }
 
 async fn namespace(client: &Client, prefix: &str) -> String {
@@ -354,21 +413,14 @@ async fn apply_canary(client: &Client, ns: &str, group: &str, body: &Value) {
 /// Initialization, a good release promoted step by step, a bad one rolled back with an event
 /// naming the failing check — under siskin.dev and, with `--api-group flagger.app`, under
 /// Flagger's own CRDs.
-async fn lifecycle(
-    plane: &ControlPlane,
-    admin: &Client,
-    router: &Router,
-    group: &str,
-    prefix: &str,
-) {
-    let admin = admin.clone();
-    let ns = namespace(&admin, prefix).await;
-    let _kubelet = Kubelet::start(admin.clone(), &ns, siskin());
-    let kubeconfig = operator_kubeconfig(plane);
+async fn lifecycle(group: &str, prefix: &str) {
+    let sc = scene(prefix).await;
+    let (admin, ns, router) = (sc.admin.clone(), sc.ns.clone(), &sc.router);
     let _operator = start_operator(
-        &kubeconfig,
-        &ns,
+        &sc,
+        "op",
         &["--api-group", group, "--enable-leader-election", "false"],
+        &[],
     );
     apply_deployment(&admin, &ns, &deployment("1.0.0", "0")).await;
     apply_canary(&admin, &ns, group, &canary_manifest(group, &ns, json!({}))).await;
@@ -506,15 +558,527 @@ async fn lifecycle(
     traffic.abort();
 }
 
-/// One router serves every namespace (as in a cluster), so the scenarios share it and run in
-/// turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn canary_lifecycles_through_the_builtin_router() {
-    let plane = ControlPlane::shared();
-    let admin = plane.client().await.unwrap();
-    siskin_e2e::apply_rbac(&admin).await.unwrap();
-    let router = start_router(plane, &admin).await;
-    lifecycle(plane, &admin, &router, "siskin.dev", "op-life").await;
-    // A Flagger manifest, unchanged, served by `--api-group flagger.app`.
-    lifecycle(plane, &admin, &router, "flagger.app", "op-flagger").await;
+async fn canary_lifecycle_through_the_builtin_router() {
+    lifecycle("siskin.dev", "op-life").await;
+}
+
+/// A Flagger manifest, unchanged but for its namespace, served by `--api-group flagger.app`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagger_manifest_served_under_flagger_app() {
+    lifecycle("flagger.app", "op-flagger").await;
+}
+
+/// Waits for a Canary field to satisfy `f`.
+async fn wait_status(sc: &Scene, what: &str, limit: Duration, f: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let s = canary_status(&sc.admin, &sc.ns, "siskin.dev").await;
+        if f(&s) {
+            return s;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} not within {limit:?}; status: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn events(sc: &Scene) -> Vec<(String, String, String)> {
+    let events: Api<Event> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Starts a scene with a Canary initialized on version 1.0.0 and steady traffic.
+async fn initialized(
+    prefix: &str,
+    extra: Value,
+) -> (Scene, Arc<Load>, tokio::task::JoinHandle<()>) {
+    let sc = scene(prefix).await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    apply_canary(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        &canary_manifest("siskin.dev", &sc.ns, extra),
+    )
+    .await;
+    let (counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    (sc, counts, traffic)
+}
+
+/// A canary that never becomes ready is rolled back at the progress deadline, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_never_ready_is_rolled_back_at_the_progress_deadline() {
+    let (sc, _counts, traffic) =
+        initialized("op-notready", json!({"progressDeadlineSeconds": 12})).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut d = deployment("2.0.0", "0");
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "ROLLOUT", "value": "NotReady"}));
+    let started = Instant::now();
+    apply_deployment(&sc.admin, &sc.ns, &d).await;
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Failed",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "not before the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s["canaryWeight"], 0);
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter()
+            .any(|(t, _, m)| t == "Warning" && m.contains("progress deadline exceeded")),
+        "an event gives the reason: {ev:#?}\n{}",
+        op.log()
+    );
+    assert_eq!(route_weights(&sc.admin, &sc.ns).await, (100, 0));
+    traffic.abort();
+}
+
+/// A new revision during the analysis restarts it from weight 0; the newest one is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_revision_mid_run_restarts_the_analysis() {
+    let (sc, counts, traffic) = initialized("op-restart", json!({})).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_status(&sc, "weight 25", Duration::from_secs(60), |s| {
+        s["canaryWeight"] == 25
+    })
+    .await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.1", "0")).await;
+    wait_status(&sc, "restart at weight 0", Duration::from_secs(30), |s| {
+        s["canaryWeight"] == 0 && s["phase"] == "Progressing"
+    })
+    .await;
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter().any(|(_, _, m)| m.contains("Restarting analysis")),
+        "{ev:#?}\n{}",
+        op.log()
+    );
+    let primary: Api<Deployment> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let image = primary
+        .get("podinfo-primary")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert!(image.ends_with(":2.0.1"), "{image}");
+    assert!(served(&counts, "2.0.1") > 0);
+    traffic.abort();
+}
+
+/// The operator SIGKILLed mid-analysis and started again continues from the status it wrote:
+/// no step is taken twice and the promotion happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_killed_mid_analysis_resumes_from_its_status() {
+    let (sc, _counts, traffic) = initialized("op-kill", json!({})).await;
+    let mut first = start_operator(&sc, "first", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_status(&sc, "weight 25", Duration::from_secs(60), |s| {
+        s["canaryWeight"] == 25
+    })
+    .await;
+    first.kill();
+    let second = start_operator(&sc, "second", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    let logs = format!("{}\n{}", first.log(), second.log());
+    let count = |needle: &str| logs.matches(needle).count();
+    assert_eq!(count("Advance podinfo canary weight 25"), 1, "{logs}");
+    assert_eq!(count("Advance podinfo canary weight 50"), 1, "{logs}");
+    assert_eq!(count("Promotion completed!"), 1, "{logs}");
+    assert!(
+        !second.log().contains("New revision detected"),
+        "{}",
+        second.log()
+    );
+    traffic.abort();
+}
+
+/// Deleting a Canary with revertOnDeletion gives the target its replicas and the apex Service
+/// back, removes the primary and Siskin's route, and lets the Canary go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_on_deletion_restores_the_target() {
+    let (sc, counts, traffic) = initialized("op-revert", json!({"revertOnDeletion": true})).await;
+    let _op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let canaries: Api<DynamicObject> =
+        Api::namespaced_with(sc.admin.clone(), &sc.ns, &canary_resource("siskin.dev"));
+    let c = canaries.get("podinfo").await.unwrap();
+    assert!(
+        c.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"siskin.dev/finalizer".to_string()),
+        "finalizer added"
+    );
+    canaries
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while canaries.get_opt("podinfo").await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the Canary was not let go"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    assert_eq!(
+        deployments
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        Some(1)
+    );
+    assert!(
+        deployments
+            .get_opt("podinfo-primary")
+            .await
+            .unwrap()
+            .is_none(),
+        "primary removed"
+    );
+    let services: Api<Service> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let apex = services.get("podinfo").await.unwrap();
+    assert_eq!(apex.spec.unwrap().selector.unwrap()["app"], "podinfo");
+    let res = ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    );
+    let routes: Api<DynamicObject> = Api::namespaced_with(sc.admin.clone(), &sc.ns, &res);
+    assert!(
+        routes.get_opt("podinfo").await.unwrap().is_none(),
+        "Siskin's route removed"
+    );
+    let _ = counts;
+    traffic.abort();
+}
+
+/// Two replicas with leader election: one reconciles; when it is killed, the other takes the
+/// Lease within its duration and finishes the release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_replica_finishes_the_release_when_the_leader_dies() {
+    let (sc, _counts, traffic) = initialized("op-leader", json!({})).await;
+    let mut a = start_operator(&sc, "a", &[], &[("HOSTNAME", "replica-a")]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut b = start_operator(&sc, "b", &[], &[("HOSTNAME", "replica-b")]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(sc.admin.clone(), siskin_e2e::OPERATOR_NAMESPACE);
+    let holder = |l: k8s_openapi::api::coordination::v1::Lease| {
+        l.spec.and_then(|s| s.holder_identity).unwrap_or_default()
+    };
+    let first = holder(leases.get("siskin-leader-election").await.unwrap());
+    assert!(
+        first.starts_with("replica-a_"),
+        "the first replica leads: {first}"
+    );
+    assert!(
+        !b.log().contains("Initialization done"),
+        "the standby does not reconcile"
+    );
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_status(&sc, "weight 25", Duration::from_secs(60), |s| {
+        s["canaryWeight"] == 25
+    })
+    .await;
+    let killed = Instant::now();
+    a.kill();
+    let started = Instant::now();
+    loop {
+        let h = holder(leases.get("siskin-leader-election").await.unwrap());
+        if h.starts_with("replica-b_") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no takeover: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(25),
+        "takeover within the lease duration (15 s) and a retry"
+    );
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(b.log().contains("Promotion completed!"), "{}", b.log());
+    b.kill();
+    traffic.abort();
+}
+
+/// A DaemonSet target: the primary is a DaemonSet copy, the target is kept off every node
+/// between releases, and a new image is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_target_is_released() {
+    let sc = scene("op-ds").await;
+    let ds = |version: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "podinfo"},
+            "spec": {"selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {"metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": format!("ghcr.io/stefanprodan/podinfo:{version}")}]}}}})
+    };
+    let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let pp = PatchParams::apply("gitops").force();
+    api.patch("podinfo", &pp, &Patch::Apply(ds("1.0.0")))
+        .await
+        .unwrap();
+    let mut canary = canary_manifest("siskin.dev", &sc.ns, json!({}));
+    canary["spec"]["targetRef"]["kind"] = json!("DaemonSet");
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let (counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let node_selector = |d: k8s_openapi::api::apps::v1::DaemonSet| {
+        d.spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .node_selector
+            .unwrap_or_default()
+    };
+    assert!(
+        api.get_opt("podinfo-primary").await.unwrap().is_some(),
+        "{}",
+        op.log()
+    );
+    assert_eq!(
+        node_selector(api.get("podinfo").await.unwrap())
+            .get("siskin.dev/scale-to-zero")
+            .map(String::as_str),
+        Some("true"),
+        "the target is kept off every node"
+    );
+    api.patch("podinfo", &pp, &Patch::Apply(ds("2.0.0")))
+        .await
+        .unwrap();
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    let primary = api.get("podinfo-primary").await.unwrap();
+    let image = primary.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert!(image.ends_with(":2.0.0"), "{image}");
+    assert!(
+        served(&counts, "2.0.0") > 0,
+        "traffic reached the new version"
+    );
+    traffic.abort();
+}
+
+/// A ConfigMap the target uses is tracked: the primary runs on a `-primary` copy, a change to
+/// the ConfigMap alone starts a release, and promotion copies the new data. The target's HPA
+/// is copied for the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_config_change_is_released_and_the_primary_gets_an_autoscaler() {
+    let sc = scene("op-config").await;
+    let pp = PatchParams::apply("gitops").force();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let cm = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-config"}, "data": {"color": v}});
+    cms.patch("podinfo-config", &pp, &Patch::Apply(cm("blue")))
+        .await
+        .unwrap();
+    let mut d = deployment("1.0.0", "0");
+    d["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "podinfo-config"}}]);
+    apply_deployment(&sc.admin, &sc.ns, &d).await;
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+        Api::namespaced(sc.admin.clone(), &sc.ns);
+    let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "podinfo"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}, "minReplicas": 1, "maxReplicas": 4,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}});
+    hpas.patch("podinfo", &pp, &Patch::Apply(&hpa))
+        .await
+        .unwrap();
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let (_counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let copy = cms
+        .get("podinfo-config-primary")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log()));
+    assert_eq!(copy.data.unwrap()["color"], "blue");
+    let deployments: Api<Deployment> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let pspec = deployments
+        .get("podinfo-primary")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    let env_from = pspec.template.spec.unwrap().containers[0]
+        .env_from
+        .clone()
+        .unwrap();
+    assert_eq!(
+        env_from[0].config_map_ref.as_ref().unwrap().name,
+        "podinfo-config-primary"
+    );
+    let phpa = hpas.get("podinfo-primary").await.unwrap().spec;
+    assert_eq!(phpa.scale_target_ref.name, "podinfo-primary");
+    assert_eq!(phpa.max_replicas, 4);
+
+    // Only the ConfigMap changes: a release, and the primary's copy follows on promotion.
+    cms.patch("podinfo-config", &pp, &Patch::Apply(cm("green")))
+        .await
+        .unwrap();
+    wait_status(
+        &sc,
+        "a release for the config change",
+        Duration::from_secs(30),
+        |s| s["phase"] == "Progressing",
+    )
+    .await;
+    assert_eq!(
+        cms.get("podinfo-config-primary")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["color"],
+        "blue",
+        "the primary keeps the old data during the analysis"
+    );
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        cms.get("podinfo-config-primary")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["color"],
+        "green"
+    );
+    assert!(
+        s["trackedConfigs"]["configmap/podinfo-config"].is_string(),
+        "{s:#}"
+    );
+    traffic.abort();
 }

@@ -33,7 +33,7 @@ pub(crate) fn rollback(cx: &mut Cx<'_>, why: Rollback) -> Flow {
             format!("Failed checks threshold reached {n}"),
         ),
         Rollback::NotReady(msg) => (
-            format!("canary not ready: {msg}"),
+            format!("progress deadline exceeded, canary not ready: {msg}"),
             Severity::Error,
             format!("Progress deadline exceeded: {msg}"),
         ),

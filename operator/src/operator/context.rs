@@ -21,6 +21,8 @@ pub struct Settings {
     pub include_label_prefix: Vec<String>,
     /// Provider used when a Canary names none (`--mesh-provider`).
     pub default_provider: String,
+    /// Copy tracked ConfigMaps and Secrets to the primary (`--enable-config-tracking`).
+    pub config_tracking: bool,
     /// The router's Service, `namespace/name`.
     pub router_service: (String, String),
 }

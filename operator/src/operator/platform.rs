@@ -1,10 +1,18 @@
 //! Workload platforms: how the target is read, copied to the primary, promoted and scaled.
 //! One file per kind, chosen by `spec.targetRef.kind` through [`for_kind`].
 
+pub mod daemonset;
 pub mod deployment;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use k8s_openapi::{
+    api::core::v1::PodTemplateSpec,
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+};
 use kube::Client;
+use sha2::{Digest, Sha256};
 use siskin_api::canary::TargetKind;
 use siskin_engine::{Scale, Workload};
 
@@ -45,11 +53,55 @@ pub trait Platform: Send + Sync {
 pub fn for_kind(kind: TargetKind) -> Result<Box<dyn Platform>, Error> {
     match kind {
         TargetKind::Deployment => Ok(Box::new(deployment::Deployments)),
+        TargetKind::DaemonSet => Ok(Box::new(daemonset::DaemonSets)),
         other => Err(Error::Invalid {
             field: "spec.targetRef.kind".into(),
             message: format!(
-                "{other:?} targets are not supported by this operator yet; use a Deployment"
+                "{other:?} targets are not supported by this operator yet; use a Deployment or a DaemonSet"
             ),
         }),
     }
+}
+
+/// Revision of a pod template: a hash of its JSON, without Siskin's scale-to-zero node
+/// selector (scaling is not a new revision).
+pub fn template_revision(template: &PodTemplateSpec) -> String {
+    let mut t = template.clone();
+    if let Some(spec) = t.spec.as_mut() {
+        if let Some(ns) = spec.node_selector.as_mut() {
+            ns.remove(daemonset::SCALE_TO_ZERO_LABEL);
+        }
+        if spec.node_selector.as_ref().is_some_and(|n| n.is_empty()) {
+            spec.node_selector = None;
+        }
+    }
+    let text = serde_json::to_string(&t).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The primary's selector and pod template: the target's, with the selector label's value
+/// suffixed `-primary` (and without a scale-to-zero node selector).
+pub fn primary_template(
+    t: &Target,
+    template: &PodTemplateSpec,
+) -> (LabelSelector, PodTemplateSpec) {
+    let (key, value) = t.primary_selector();
+    let mut template = template.clone();
+    if let Some(ns) = template
+        .spec
+        .as_mut()
+        .and_then(|s| s.node_selector.as_mut())
+    {
+        ns.remove(daemonset::SCALE_TO_ZERO_LABEL);
+    }
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(key.clone(), value.clone());
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(key, value)])),
+        match_expressions: None,
+    };
+    (selector, template)
 }

@@ -414,13 +414,19 @@ async fn execute(
     status: &siskin_api::CanaryStatus,
 ) -> Result<(), Error> {
     match action {
-        Action::InitializePrimary => plat.initialize(t).await,
+        Action::InitializePrimary => {
+            plat.initialize(t).await?;
+            super::autoscaler::sync_primary(t).await
+        }
         Action::SetRoutes(split) => {
             super::services::ensure_generated(t).await?;
             backend.apply(t, split).await
         }
         Action::ScaleTarget(scale) => plat.scale(t, *scale).await,
-        Action::PromotePrimary => plat.promote(t).await,
+        Action::PromotePrimary => {
+            plat.promote(t).await?;
+            super::autoscaler::sync_primary(t).await
+        }
         Action::RunHooks(kind) => {
             let hooks: Vec<CanaryWebhook> =
                 t.canary.spec.analysis().hooks(*kind).cloned().collect();

@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::{
     api::apps::v1::{Deployment, DeploymentSpec},
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use siskin_engine::{Readiness, Scale, Workload};
 
 use super::{Platform, REPLICAS_ANNOTATION, REVISION_ANNOTATION};
@@ -26,15 +25,12 @@ fn api(t: &Target) -> Api<Deployment> {
     Api::namespaced(t.client.clone(), &t.ns)
 }
 
-/// Revision of a pod template: a hash of its JSON.
+/// Revision of the pod template.
 fn revision(d: &Deployment) -> String {
-    let template = d
-        .spec
+    d.spec
         .as_ref()
-        .map(|s| serde_json::to_string(&s.template).unwrap_or_default())
-        .unwrap_or_default();
-    let digest = Sha256::digest(template.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        .map(|s| super::template_revision(&s.template))
+        .unwrap_or_default()
 }
 
 /// Rollout readiness as `kubectl rollout status` judges it, with the ready threshold.
@@ -82,28 +78,27 @@ fn primary_spec(t: &Target, target: &Deployment, replicas: i32) -> Result<Deploy
         field: "spec.targetRef".into(),
         message: format!("Deployment {} has no spec", t.name),
     })?;
-    let (key, value) = t.primary_selector();
+    let (selector, template) = super::primary_template(t, &spec.template);
     spec.replicas = Some(replicas);
-    spec.selector = LabelSelector {
-        match_labels: Some(BTreeMap::from([(key.clone(), value.clone())])),
-        match_expressions: None,
-    };
-    let meta = spec
-        .template
-        .metadata
-        .get_or_insert_with(ObjectMeta::default);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(key, value);
+    spec.selector = selector;
+    spec.template = template;
     Ok(spec)
 }
 
 async fn apply_primary(t: &Target, target: &Deployment, replicas: i32) -> Result<(), Error> {
+    let target_revision = revision(target);
+    let mut target = target.clone();
+    if t.settings.config_tracking
+        && let Some(spec) = target.spec.as_mut()
+    {
+        crate::operator::configs::copy_for_primary(t, &mut spec.template).await?;
+    }
+    let target = &target;
     let (key, value) = t.primary_selector();
     let mut labels = t.included(target.labels());
     labels.insert(key, value);
     let mut annotations = t.included(target.annotations());
-    annotations.insert(REVISION_ANNOTATION.into(), revision(target));
+    annotations.insert(REVISION_ANNOTATION.into(), target_revision);
     let primary = Deployment {
         metadata: ObjectMeta {
             name: Some(t.primary.clone()),
@@ -190,9 +185,13 @@ impl Platform for Deployments {
             return Ok(None);
         };
         let threshold = t.canary.spec.analysis().canary_ready_threshold();
+        let configs = match (&d.spec, t.settings.config_tracking) {
+            (Some(spec), true) => crate::operator::configs::observe(t, &spec.template).await?,
+            _ => BTreeMap::new(),
+        };
         Ok(Some(Workload {
             revision: revision(&d),
-            configs: BTreeMap::new(),
+            configs,
             readiness: readiness(&d, threshold),
         }))
     }
