@@ -82,8 +82,49 @@ impl RouterFleet {
         Ok(urls)
     }
 
+    /// The weights (primary, canary) each router serves for `route`'s Siskin rule; None for
+    /// a router that does not serve the route (yet).
+    pub async fn served_weights(
+        &self,
+        route: &str,
+    ) -> Result<Vec<Option<(u64, u64)>>, ProviderError> {
+        let mut out = Vec::new();
+        for url in self.admin_urls().await? {
+            let config = self.get_json(&url, "/config").await?;
+            let rule = config["config"]["routes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["name"] == route)
+                .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+                .find(|r| matches!(r["name"].as_str(), Some("siskin-canary" | "siskin-ab")));
+            out.push(rule.map(|rule| {
+                let mut w = (0, 0);
+                for b in rule["backendRefs"].as_array().into_iter().flatten() {
+                    let weight = b["weight"].as_u64().unwrap_or(0);
+                    let name = b["name"].as_str().unwrap_or_default();
+                    if name
+                        .rsplit_once(':')
+                        .map_or(name, |(n, _)| n)
+                        .ends_with("-canary")
+                    {
+                        w.1 += weight;
+                    } else {
+                        w.0 += weight;
+                    }
+                }
+                w
+            }));
+        }
+        Ok(out)
+    }
+
     async fn stats(&self, url: &str) -> Result<Value, ProviderError> {
-        let uri: http::Uri = format!("{url}/stats")
+        self.get_json(url, "/stats").await
+    }
+
+    async fn get_json(&self, url: &str, path: &str) -> Result<Value, ProviderError> {
+        let uri: http::Uri = format!("{url}{path}")
             .parse()
             .map_err(|e: http::uri::InvalidUri| ProviderError::Unreachable(e.to_string()))?;
         let resp = tokio::time::timeout(Duration::from_secs(5), self.http.get(uri))

@@ -117,6 +117,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Ctx>) -> Result<Requeue, Er
 pub fn error_policy(_canary: Arc<Canary>, err: &Error, _ctx: Arc<Ctx>) -> Requeue {
     match err {
         Error::Invalid { .. } => Requeue::requeue(Duration::from_secs(60)),
+        // Someone (often this operator's previous step) changed the Canary since it was read.
+        Error::Kube { source, .. } if matches!(&**source, kube::Error::Api(e) if e.code == 409) => {
+            Requeue::requeue(Duration::from_millis(500))
+        }
         _ => Requeue::requeue(Duration::from_secs(5)),
     }
 }
@@ -141,7 +145,9 @@ async fn publish(ctx: &Ctx, canary: &Canary, warning: bool, reason: &str, note: 
         },
         reason: reason.to_string(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
+        // The recorder folds events with the same action and reason into one series that
+        // keeps the first note; the note as action keeps different messages apart.
+        action: note.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
@@ -184,6 +190,7 @@ async fn write_status(
     status: &siskin_api::CanaryStatus,
 ) -> Result<(), Error> {
     let group = canary.api_group().unwrap_or(ctx.settings.group);
+    let mut precondition = true;
     let mut status_json = serde_json::to_value(status).map_err(|e| Error::Invalid {
         field: "status".into(),
         message: e.to_string(),
@@ -208,20 +215,30 @@ async fn write_status(
                 .patch(
                     &canary.name_any(),
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"annotations": {STATUS_ANNOTATION: text}}})),
+                    // Conditional on the Canary as read (see the status write below).
+                    &Patch::Merge(json!({"metadata": {
+                        "resourceVersion": canary.resource_version(),
+                        "annotations": {STATUS_ANNOTATION: text},
+                    }})),
                 )
                 .await
                 .map_err(Error::kube(format!(
                     "annotate Canary {}",
                     canary.name_any()
                 )))?;
+            precondition = false;
         }
     }
-    let body = json!({
+    let mut body = json!({
         "apiVersion": group.api_version(),
         "kind": "Canary",
         "status": status_json,
     });
+    // Only a status computed from the latest Canary may be written: a reconcile that read an
+    // older version gets a conflict and runs again, instead of writing back an old phase.
+    if precondition {
+        body["metadata"] = json!({"resourceVersion": canary.resource_version()});
+    }
     api(ctx, canary)
         .patch_status(
             &canary.name_any(),
@@ -243,7 +260,17 @@ fn provider_name(canary: &Canary, settings: &Settings) -> String {
     }
 }
 
-async fn run(canary: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
+async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
+    // The cache may lag behind this operator's own last status write; decisions are made on
+    // the Canary as the API server has it now.
+    let Some(fresh) = api(ctx, &cached)
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(Error::kube(format!("get Canary {}", cached.name_any())))?
+    else {
+        return Ok(Requeue::await_change());
+    };
+    let canary = Arc::new(fresh.with_group(cached.api_group().unwrap_or(ctx.settings.group)));
     let ns = canary.namespace().unwrap_or_default();
     let deleting = canary.metadata.deletion_timestamp.is_some();
     let revert = canary.spec.revert_on_deletion.unwrap_or(false);

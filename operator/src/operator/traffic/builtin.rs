@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use siskin_engine::Split;
 
 use super::{TrafficBackend, httproute};
-use crate::operator::{Error, FIELD_MANAGER, context::Target, services};
+use crate::operator::{Error, FIELD_MANAGER, context::Target, fleet::RouterFleet, services};
 
 /// The built-in router backend.
 pub struct Builtin;
@@ -113,8 +113,34 @@ impl TrafficBackend for Builtin {
         httproute::apply(t, &httproute::resource("v1"), vec![parent], split).await
     }
 
+    /// The split as the routers serve it: the route as written, unless a router has not
+    /// loaded it yet (then its own weights, so nothing is scaled down before every router
+    /// moved).
     async fn current(&self, t: &Target) -> Result<Option<Split>, Error> {
-        httproute::current(t, &httproute::resource("v1")).await
+        let Some(written) = httproute::current(t, &httproute::resource("v1")).await? else {
+            return Ok(None);
+        };
+        let fleet = RouterFleet::new(t.client.clone(), t.settings.router_service.clone(), 0);
+        let route = format!("{}/{}", t.ns, t.apex);
+        let served = match fleet.served_weights(&route).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the routers' configuration");
+                return Ok(Some(Split::weights(0, 100)));
+            }
+        };
+        for s in served {
+            let Some((p, c)) = s else {
+                // Not loaded yet: nothing is in place on this router.
+                return Ok(Some(Split::weights(0, 100)));
+            };
+            let total = (p + c).max(1);
+            let canary = u8::try_from(c * 100 / total).unwrap_or(0);
+            if canary != written.canary {
+                return Ok(Some(Split::weights(100 - canary, canary)));
+            }
+        }
+        Ok(Some(written))
     }
 
     async fn revert(&self, t: &Target) -> Result<(), Error> {
