@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod cookies;
 mod hooks;
 mod operator;
 mod standalone;

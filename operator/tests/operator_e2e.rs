@@ -1082,3 +1082,90 @@ async fn tracked_config_change_is_released_and_the_primary_gets_an_autoscaler() 
     );
     traffic.abort();
 }
+
+/// One request through the router with optional cookies: (version, Set-Cookie headers).
+async fn get_with_cookie(port: u16, host: &str, cookie: Option<&str>) -> (String, Vec<String>) {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut req = http::Request::get(format!("http://127.0.0.1:{port}/")).header("host", host);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+    (v["version"].as_str().unwrap_or("?").to_string(), cookies)
+}
+
+/// Session affinity through the HTTPRoute: a client that got the canary's cookie stays on the
+/// canary while it takes traffic; one that got the primary's stays on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_affinity_pins_clients_through_the_httproute() {
+    let extra = json!({"analysis": {"interval": "3s", "threshold": 2, "maxWeight": 50, "stepWeight": 25,
+        "sessionAffinity": {"cookieName": "canary-session", "primaryCookieName": "primary-session", "maxAge": 600},
+        "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"}]}});
+    let (sc, _counts, traffic) = initialized("op-sticky", extra).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_status(&sc, "weight 25", Duration::from_secs(60), |s| {
+        s["canaryWeight"] == 25
+    })
+    .await;
+    let host = format!("podinfo.{}", sc.ns);
+    // Fresh clients until one lands on each side; each side hands out its cookie.
+    let (mut canary_cookie, mut primary_cookie) = (None, None);
+    for _ in 0..200 {
+        let (version, set) = get_with_cookie(sc.router.port, &host, None).await;
+        let pair = |name: &str| {
+            set.iter()
+                .find(|c| c.starts_with(&format!("{name}=")))
+                .map(|c| c.split(';').next().unwrap().to_string())
+        };
+        match version.as_str() {
+            "2.0.0" if canary_cookie.is_none() => canary_cookie = pair("canary-session"),
+            "1.0.0" if primary_cookie.is_none() => primary_cookie = pair("primary-session"),
+            _ => {}
+        }
+        if canary_cookie.is_some() && primary_cookie.is_some() {
+            break;
+        }
+    }
+    let canary_cookie =
+        canary_cookie.unwrap_or_else(|| panic!("the canary sets its cookie\n{}", op.log()));
+    let primary_cookie =
+        primary_cookie.unwrap_or_else(|| panic!("the primary sets its cookie\n{}", op.log()));
+    for _ in 0..30 {
+        let cookie = format!("other=1; {canary_cookie}");
+        assert_eq!(
+            get_with_cookie(sc.router.port, &host, Some(&cookie))
+                .await
+                .0,
+            "2.0.0"
+        );
+        assert_eq!(
+            get_with_cookie(sc.router.port, &host, Some(&primary_cookie))
+                .await
+                .0,
+            "1.0.0"
+        );
+    }
+    traffic.abort();
+}

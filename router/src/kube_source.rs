@@ -14,8 +14,8 @@ use kube::{
 use serde::Deserialize;
 use siskin_route::{
     Backend, BackendName, BackendRef, Config, Filter, Header, HeaderModifier, Match, Mirror,
-    PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Route, Rule, Timeouts, UrlRewrite,
-    ValueMatch, ValueMatchType,
+    PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Route, Rule, SessionCookie,
+    Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
 };
 use tokio::sync::Notify;
 
@@ -110,6 +110,8 @@ pub struct KBackendRef {
     pub port: Option<u16>,
     /// Weight (default 1).
     pub weight: Option<u32>,
+    /// Filters on this backend only.
+    pub filters: Vec<serde_json::Value>,
 }
 
 /// Timeouts.
@@ -314,7 +316,7 @@ fn translate_rule(
         .map(|b| BackendRef {
             name: backend(&b.name, b.namespace.as_deref(), b.port),
             weight: b.weight.unwrap_or(1),
-            session_cookie: None,
+            session_cookie: session_cookie(&b.filters),
         })
         .collect();
     let mut filters = Vec::new();
@@ -337,6 +339,27 @@ fn translate_rule(
         retry: None,
         expire_cookies: Vec::new(),
     }
+}
+
+/// A `ResponseHeaderModifier` on a backendRef that adds `Set-Cookie` is session persistence
+/// (how Flagger and Siskin express sticky canaries in a standard HTTPRoute): responses from
+/// this backend set the cookie, and requests carrying it come back while it has weight.
+fn session_cookie(filters: &[serde_json::Value]) -> Option<SessionCookie> {
+    filters
+        .iter()
+        .filter(|f| f["type"] == "ResponseHeaderModifier")
+        .flat_map(|f| {
+            let m = &f["responseHeaderModifier"];
+            let add = m["add"].as_array().cloned().unwrap_or_default();
+            let set = m["set"].as_array().cloned().unwrap_or_default();
+            add.into_iter().chain(set)
+        })
+        .filter(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("set-cookie"))
+        })
+        .find_map(|h| SessionCookie::parse(h["value"].as_str()?))
 }
 
 fn translate_match(m: &KMatch) -> Match {

@@ -547,29 +547,7 @@ fn session_cookies(
 
 /// `Set-Cookie` value with every attribute.
 pub fn set_cookie(c: &SessionCookie) -> String {
-    let mut s = format!("{}={}", c.name, c.value);
-    if let Some(a) = c.max_age {
-        s.push_str(&format!("; Max-Age={a}"));
-    }
-    if let Some(d) = &c.domain {
-        s.push_str(&format!("; Domain={d}"));
-    }
-    if let Some(p) = &c.path {
-        s.push_str(&format!("; Path={p}"));
-    }
-    if c.http_only {
-        s.push_str("; HttpOnly");
-    }
-    if c.partitioned {
-        s.push_str("; Partitioned");
-    }
-    if let Some(ss) = &c.same_site {
-        s.push_str(&format!("; SameSite={ss}"));
-    }
-    if c.secure {
-        s.push_str("; Secure");
-    }
-    s
+    c.to_header()
 }
 
 fn redirect_response<B>(

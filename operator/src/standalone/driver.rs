@@ -24,7 +24,7 @@ use siskin_api::{
     validate,
 };
 use siskin_engine::{Action, AnalysisResult, Need, Observations, Readiness, Split, Workload};
-use siskin_route::{Backend, BackendRef, Config, Filter, Mirror, Route, Rule, SessionCookie};
+use siskin_route::{Backend, BackendRef, Config, Filter, Mirror, Route, Rule};
 use siskin_router::{Options, Router, Source};
 
 use super::{
@@ -486,19 +486,8 @@ impl Driver {
             |l: &[Upstream]| -> Vec<String> { l.iter().map(|u| u.address().to_string()).collect() };
         let primary = addresses(self.primary_list());
         let sa = self.file.analysis.session_affinity.as_ref();
-        let cookie = |pair: &Option<String>, max_age: Option<i64>| -> Option<SessionCookie> {
-            let (name, value) = pair.as_deref()?.split_once('=')?;
-            Some(SessionCookie {
-                name: name.into(),
-                value: value.into(),
-                max_age,
-                domain: sa.and_then(|s| s.domain.clone()),
-                path: sa.and_then(|s| s.path.clone()),
-                secure: sa.and_then(|s| s.secure).unwrap_or(false),
-                http_only: sa.and_then(|s| s.http_only).unwrap_or(false),
-                partitioned: sa.and_then(|s| s.partitioned).unwrap_or(false),
-                same_site: sa.and_then(|s| s.same_site).map(|v| format!("{v:?}")),
-            })
+        let cookie = |pair: &Option<String>, max_age: Option<i64>| {
+            crate::cookies::session_cookie(pair.as_deref(), max_age, sa)
         };
         let sticky = split.sticky.clone();
         let interval = i64::try_from(self.file.analysis.interval().as_secs()).unwrap_or(60);

@@ -365,3 +365,86 @@ pub enum Protocol {
     /// HTTP/2 without TLS (prior knowledge), also for gRPC.
     H2c,
 }
+
+// === impl SessionCookie ===
+
+impl SessionCookie {
+    /// The `Set-Cookie` header value.
+    pub fn to_header(&self) -> String {
+        let mut s = format!("{}={}", self.name, self.value);
+        if let Some(a) = self.max_age {
+            s.push_str(&format!("; Max-Age={a}"));
+        }
+        if let Some(d) = &self.domain {
+            s.push_str(&format!("; Domain={d}"));
+        }
+        if let Some(p) = &self.path {
+            s.push_str(&format!("; Path={p}"));
+        }
+        if self.http_only {
+            s.push_str("; HttpOnly");
+        }
+        if self.partitioned {
+            s.push_str("; Partitioned");
+        }
+        if let Some(ss) = &self.same_site {
+            s.push_str(&format!("; SameSite={ss}"));
+        }
+        if self.secure {
+            s.push_str("; Secure");
+        }
+        s
+    }
+
+    /// Reads a `Set-Cookie` header value (the inverse of [`SessionCookie::to_header`]).
+    pub fn parse(header: &str) -> Option<SessionCookie> {
+        let mut parts = header.split(';').map(str::trim);
+        let (name, value) = parts.next()?.split_once('=')?;
+        if name.is_empty() {
+            return None;
+        }
+        let mut c = SessionCookie {
+            name: name.to_string(),
+            value: value.to_string(),
+            ..Default::default()
+        };
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "max-age" => c.max_age = v.parse().ok(),
+                "domain" => c.domain = Some(v.to_string()),
+                "path" => c.path = Some(v.to_string()),
+                "httponly" => c.http_only = true,
+                "partitioned" => c.partitioned = true,
+                "samesite" => c.same_site = Some(v.to_string()),
+                "secure" => c.secure = true,
+                _ => {}
+            }
+        }
+        Some(c)
+    }
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::SessionCookie;
+
+    #[test]
+    fn set_cookie_round_trips() {
+        let c = SessionCookie {
+            name: "siskin-canary".into(),
+            value: "abc".into(),
+            max_age: Some(86400),
+            domain: Some("example.com".into()),
+            path: Some("/".into()),
+            secure: true,
+            http_only: true,
+            partitioned: false,
+            same_site: Some("Strict".into()),
+        };
+        assert_eq!(SessionCookie::parse(&c.to_header()).unwrap(), c);
+        assert!(SessionCookie::parse("=x").is_none());
+    }
+}

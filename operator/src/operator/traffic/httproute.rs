@@ -104,11 +104,14 @@ pub fn rules(t: &Target, split: &Split) -> Result<Vec<Value>, Error> {
         }));
     }
     if split.matches.is_empty() {
-        return Ok(vec![decorate(json!({
-            "name": format!("{RULE_PREFIX}canary"),
-            "filters": filters,
-            "backendRefs": backends(split.primary, split.canary),
-        }))]);
+        let Some(sticky) = &split.sticky else {
+            return Ok(vec![decorate(json!({
+                "name": format!("{RULE_PREFIX}canary"),
+                "filters": filters,
+                "backendRefs": backends(split.primary, split.canary),
+            }))]);
+        };
+        return Ok(sticky_rules(t, split, sticky, filters, backends, decorate));
     }
     let matches: Vec<Value> = split.matches.iter().map(to_match).collect();
     Ok(vec![
@@ -123,6 +126,71 @@ pub fn rules(t: &Target, split: &Split) -> Result<Vec<Value>, Error> {
             "backendRefs": backends(100, 0),
         })),
     ])
+}
+
+/// Session affinity in standard Gateway API terms (as Flagger writes it): each backendRef adds
+/// its cookie to its responses, and a request carrying a cookie matches a rule that sends it
+/// back to that side; the previous run's cookie is expired when it is seen.
+fn sticky_rules(
+    t: &Target,
+    split: &Split,
+    sticky: &siskin_engine::Sticky,
+    filters: Vec<Value>,
+    backends: impl Fn(u8, u8) -> Value,
+    decorate: impl Fn(Value) -> Value,
+) -> Vec<Value> {
+    let analysis = t.canary.spec.analysis();
+    let sa = analysis.session_affinity.as_ref();
+    let interval = i64::try_from(analysis.interval().as_secs()).unwrap_or(60);
+    let canary =
+        crate::cookies::session_cookie(sticky.canary.as_deref(), sa.map(|s| s.max_age()), sa);
+    let primary = crate::cookies::session_cookie(sticky.primary.as_deref(), Some(interval), sa);
+    let set_cookie = |c: &Option<siskin_route::SessionCookie>| -> Value {
+        match c {
+            Some(c) => json!([{"type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": c.to_header()}]}}]),
+            None => json!([]),
+        }
+    };
+    let mut weighted = backends(split.primary, split.canary);
+    weighted[0]["filters"] = set_cookie(&primary);
+    weighted[1]["filters"] = set_cookie(&canary);
+    let carrying = |pair: &str| {
+        json!([{"headers": [{"type": "RegularExpression", "name": "Cookie",
+            "value": format!("^(.*;\\s*)?{}(;.*)?$", regex_escape(pair))}]}])
+    };
+    let mut rules = Vec::new();
+    if let (Some(pair), true) = (sticky.canary.as_deref(), split.canary > 0) {
+        rules.push(decorate(json!({
+            "name": format!("{RULE_PREFIX}sticky-canary"),
+            "matches": carrying(pair),
+            "backendRefs": backends(0, 100),
+        })));
+    }
+    if let (Some(pair), true) = (sticky.primary.as_deref(), split.primary > 0) {
+        rules.push(decorate(json!({
+            "name": format!("{RULE_PREFIX}sticky-primary"),
+            "matches": carrying(pair),
+            "backendRefs": backends(100, 0),
+        })));
+    }
+    if let Some(pair) = sticky.previous.as_deref() {
+        let mut expire = filters.clone();
+        expire.push(json!({"type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": format!("{pair}; Max-Age=-1")}]}}));
+        rules.push(decorate(json!({
+            "name": format!("{RULE_PREFIX}sticky-expire"),
+            "matches": carrying(pair),
+            "filters": expire,
+            "backendRefs": weighted.clone(),
+        })));
+    }
+    rules.push(decorate(json!({
+        "name": format!("{RULE_PREFIX}canary"),
+        "filters": filters,
+        "backendRefs": weighted,
+    })));
+    rules
 }
 
 /// Writes the route `<apex>` with `parents`, Siskin's rules first, the user's rules kept.
