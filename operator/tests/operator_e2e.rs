@@ -148,11 +148,21 @@ async fn start_router(plane: &ControlPlane, client: &Client, name: &str) -> Rout
 struct Operator {
     proc: Proc,
     log: PathBuf,
+    port: u16,
 }
 
 impl Operator {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the operator's HTTP port.
+    fn get(&self, path: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{}{path}", self.port)])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
     }
 
     fn kill(&mut self) {
@@ -163,6 +173,7 @@ impl Operator {
 
 fn start_operator(scene: &Scene, tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
     let log = scene.dir.join(format!("{}-{tag}.log", scene.ns));
+    let port = free_port();
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(siskin())
         .args(["operator", "--kubeconfig"])
@@ -175,12 +186,7 @@ fn start_operator(scene: &Scene, tag: &str, extra: &[&str], env: &[(&str, &str)]
             "--log-level",
             "info",
         ])
-        .args([
-            "--port",
-            &free_port().to_string(),
-            "--listen-address",
-            "127.0.0.1",
-        ])
+        .args(["--port", &port.to_string(), "--listen-address", "127.0.0.1"])
         .args([
             "--router-service",
             &format!("siskin-system/{}", scene.router_name),
@@ -195,6 +201,7 @@ fn start_operator(scene: &Scene, tag: &str, extra: &[&str], env: &[(&str, &str)]
     Operator {
         proc: Proc(child),
         log,
+        port,
     }
 }
 
@@ -555,6 +562,24 @@ async fn lifecycle(group: &str, prefix: &str) {
         image.ends_with(":2.0.0"),
         "the primary still runs the promoted version: {image}"
     );
+    // Operator metrics, Flagger's equivalents.
+    let metrics = _operator.get("/metrics");
+    for needle in [
+        format!("siskin_canary_status{{name=\"podinfo\",namespace=\"{ns}\"}} 2"),
+        format!("siskin_canary_weight{{workload=\"podinfo-primary\",namespace=\"{ns}\"}} 100"),
+        format!(
+            "siskin_canary_successes_total{{name=\"podinfo\",namespace=\"{ns}\",deployment_strategy=\"canary\",analysis_status=\"completed\"}} 1"
+        ),
+        format!(
+            "siskin_canary_failures_total{{name=\"podinfo\",namespace=\"{ns}\",deployment_strategy=\"canary\",analysis_status=\"completed\"}} 1"
+        ),
+        "siskin_canary_metric_analysis{".to_string(),
+        "siskin_canary_duration_seconds_count{".to_string(),
+    ] {
+        assert!(metrics.contains(&needle), "missing {needle} in\n{metrics}");
+    }
+    assert_eq!(_operator.get("/healthz"), "OK");
+    assert_eq!(_operator.get("/readyz"), "OK");
     traffic.abort();
 }
 
@@ -1168,4 +1193,142 @@ async fn session_affinity_pins_clients_through_the_httproute() {
         );
     }
     traffic.abort();
+}
+
+/// `gatewayapi:v1`: the same HTTPRoute attached to a Gateway (here one of class `siskin`, so
+/// the built-in router plays the external implementation), with `service.hosts` as hostnames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_provider_releases_through_a_gateway() {
+    let sc = scene("op-gwapi").await;
+    let gateways: Api<DynamicObject> = Api::namespaced_with(
+        sc.admin.clone(),
+        &sc.ns,
+        &ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+            "gateways",
+        ),
+    );
+    let gw = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "public"},
+        "spec": {"gatewayClassName": "siskin", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}});
+    gateways
+        .patch("public", &PatchParams::apply("gitops"), &Patch::Apply(&gw))
+        .await
+        .unwrap();
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"provider": "gatewayapi:v1", "service": {"port": 9898, "hosts": ["podinfo.example.com"],
+            "gatewayRefs": [{"name": "public", "namespace": sc.ns}]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let (counts, traffic) = load(sc.router.port, "podinfo.example.com".into());
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let apex = services.get("podinfo").await.unwrap().spec.unwrap();
+    assert_eq!(
+        apex.selector.unwrap()["app"],
+        "podinfo-primary",
+        "the apex selects the primary"
+    );
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    let mut max_weight = 0;
+    let started = Instant::now();
+    loop {
+        let s = canary_status(&sc.admin, &sc.ns, "siskin.dev").await;
+        max_weight = max_weight.max(s["canaryWeight"].as_i64().unwrap_or(0));
+        if s["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            s["phase"] != "Failed" && started.elapsed() < Duration::from_secs(120),
+            "{s:#}\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(max_weight, 50);
+    assert!(
+        served(&counts, "2.0.0") > 20,
+        "the Gateway sent part of the traffic to the canary"
+    );
+    let route = route_weights(&sc.admin, &sc.ns).await;
+    assert_eq!(route, (100, 0));
+    traffic.abort();
+}
+
+/// `kubernetes`: blue/green by the apex Service's selector, no router: iterations without
+/// metrics, then the apex follows the primary again with the new version in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_provider_does_blue_green_with_the_service_selector() {
+    let sc = scene("op-k8s").await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"provider": "kubernetes", "analysis": {"interval": "3s", "threshold": 2, "iterations": 2}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let selector = |s: Service| s.spec.unwrap().selector.unwrap()["app"].clone();
+    assert_eq!(
+        selector(services.get("podinfo").await.unwrap()),
+        "podinfo-primary"
+    );
+    assert_eq!(
+        selector(services.get("podinfo-canary").await.unwrap()),
+        "podinfo"
+    );
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        selector(services.get("podinfo").await.unwrap()),
+        "podinfo-primary",
+        "{}",
+        op.log()
+    );
+    let deployments: Api<Deployment> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let image = deployments
+        .get("podinfo-primary")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert!(image.ends_with(":2.0.0"), "{image}");
+    assert!(
+        op.log().contains("Advance podinfo canary iteration 2/2"),
+        "{}",
+        op.log()
+    );
 }

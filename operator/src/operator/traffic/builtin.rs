@@ -110,7 +110,8 @@ impl TrafficBackend for Builtin {
         services::apply(t, &t.apex, None).await?;
         mirror_router_endpoints(t).await?;
         let parent = json!({"group": "", "kind": "Service", "name": t.apex, "port": t.port()?});
-        httproute::apply(t, &httproute::resource("v1"), vec![parent], split).await
+        // The router answers for the Service's DNS names (its parent); no hostnames needed.
+        httproute::apply(t, &httproute::resource("v1"), vec![parent], &[], split).await
     }
 
     /// The split as the routers serve it: the route as written, unless a router has not

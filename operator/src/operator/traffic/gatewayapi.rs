@@ -52,11 +52,28 @@ impl TrafficBackend for GatewayApi {
             .iter()
             .map(|r| serde_json::to_value(r).unwrap_or_else(|_| json!({"name": r.name})))
             .collect();
-        httproute::apply(t, &self.resource, parents, split).await
+        // `service.hosts` are the route's hostnames, as with Flagger's Gateway API provider.
+        let hosts = t
+            .canary
+            .spec
+            .service
+            .as_ref()
+            .and_then(|s| s.hosts.clone())
+            .unwrap_or_default();
+        httproute::apply(t, &self.resource, parents, &hosts, split).await
     }
 
+    /// The written split once every Gateway that reports on the route (`status.parents`) has
+    /// accepted its current generation; before that, nothing counts as in place.
     async fn current(&self, t: &Target) -> Result<Option<Split>, Error> {
-        httproute::current(t, &self.resource).await
+        let Some(split) = httproute::current(t, &self.resource).await? else {
+            return Ok(None);
+        };
+        if httproute::accepted_by_parents(t, &self.resource).await? {
+            Ok(Some(split))
+        } else {
+            Ok(Some(Split::weights(0, 100)))
+        }
     }
 
     async fn revert(&self, t: &Target) -> Result<(), Error> {

@@ -193,11 +193,13 @@ fn sticky_rules(
     rules
 }
 
-/// Writes the route `<apex>` with `parents`, Siskin's rules first, the user's rules kept.
+/// Writes the route `<apex>` with `parents` (and `hostnames` when given), Siskin's rules
+/// first, the user's rules kept.
 pub async fn apply(
     t: &Target,
     res: &ApiResource,
     parents: Vec<Value>,
+    hostnames: &[String],
     split: &Split,
 ) -> Result<(), Error> {
     let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &t.ns, res);
@@ -218,6 +220,9 @@ pub async fn apply(
                 .into(),
             );
             obj.data = json!({"spec": {"parentRefs": parents, "rules": ours}});
+            if !hostnames.is_empty() {
+                obj.data["spec"]["hostnames"] = json!(hostnames);
+            }
             api.create(&PostParams::default(), &obj)
                 .await
                 .map_err(Error::kube(format!("create HTTPRoute {}/{}", t.ns, t.apex)))?;
@@ -234,6 +239,9 @@ pub async fn apply(
             all.extend(theirs);
             let before = obj.data["spec"].clone();
             obj.data["spec"]["parentRefs"] = json!(parents);
+            if !hostnames.is_empty() {
+                obj.data["spec"]["hostnames"] = json!(hostnames);
+            }
             obj.data["spec"]["rules"] = json!(all);
             if obj.data["spec"] == before {
                 return Ok(());
@@ -324,4 +332,29 @@ pub async fn remove(t: &Target, res: &ApiResource) -> Result<(), Error> {
             .map_err(Error::kube(format!("update HTTPRoute {}/{}", t.ns, t.apex)))?;
     }
     Ok(())
+}
+
+/// Whether every parent that reports status on the route has accepted its current
+/// generation. A route no controller reports on (no `status.parents`) counts as accepted.
+pub async fn accepted_by_parents(t: &Target, res: &ApiResource) -> Result<bool, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(t.client.clone(), &t.ns, res);
+    let Some(obj) = api
+        .get_opt(&t.apex)
+        .await
+        .map_err(Error::kube(format!("get HTTPRoute {}/{}", t.ns, t.apex)))?
+    else {
+        return Ok(false);
+    };
+    let generation = obj.metadata.generation.unwrap_or(0);
+    let parents = obj.data["status"]["parents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(parents.iter().all(|p| {
+        p["conditions"].as_array().into_iter().flatten().any(|c| {
+            c["type"] == "Accepted"
+                && c["status"] == "True"
+                && c["observedGeneration"].as_i64().unwrap_or(0) >= generation
+        })
+    }))
 }
