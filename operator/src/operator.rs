@@ -25,10 +25,12 @@ use std::{
 use futures_util::StreamExt;
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
+    core::v1::{ConfigMap, Secret, Service},
     discovery::v1::EndpointSlice,
 };
 use kube::{
     Api, Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller,
         controller::Config as ControllerConfig,
@@ -274,6 +276,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => Api::all(client.clone()),
     };
     let router_slices: Api<EndpointSlice> = Api::namespaced(client.clone(), router_ns);
+    // Metadata-only watches (PartialObjectMeta): Secrets' data never enters the operator's memory.
+    let (services, config_maps, secrets): (
+        Api<Service>,
+        Api<PartialObjectMeta<ConfigMap>>,
+        Api<PartialObjectMeta<Secret>>,
+    ) = match &args.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
     let ctx = Arc::new(reconcile::Ctx {
         client: client.clone(),
         settings: settings.clone(),
@@ -328,6 +347,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let by_deployment = owners(store.clone());
     let by_daemonset = owners(store.clone());
+    // A ConfigMap or Secret changed: the Canaries of its namespace look at their tracked
+    // configs.
+    let in_namespace = |store: kube::runtime::reflector::Store<Canary>| {
+        move |ns: Option<String>| {
+            store
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns)
+                .map(|c| ObjectRef::from_obj_with(c.as_ref(), group))
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_config_map = in_namespace(store.clone());
+    let by_secret = in_namespace(store.clone());
     // The router's pods changed: every Canary's apex endpoints follow at once.
     let every = store.clone();
     let router_selector = format!("kubernetes.io/service-name={router_name}");
@@ -342,6 +375,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             watcher::Config::default(),
             move |d: DaemonSet| by_daemonset(d.namespace(), d.name_any()),
         )
+        .watches(config_maps, watcher::Config::default(), move |m| {
+            by_config_map(m.namespace())
+        })
+        .watches(secrets, watcher::Config::default(), move |m| {
+            by_secret(m.namespace())
+        })
+        // The Services it generated: one deleted or edited by hand is put back.
+        .owns(services, watcher::Config::default())
         .watches(
             router_slices,
             watcher::Config::default().labels(&router_selector),

@@ -517,6 +517,21 @@ async fn lifecycle(group: &str, prefix: &str) {
         "each check records value, threshold and verdict: {s:#}"
     );
 
+    // Drift between releases is put back: a generated Service deleted by hand comes back.
+    let services: Api<Service> = Api::namespaced(admin.clone(), &ns);
+    services
+        .delete("podinfo-canary", &Default::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while services.get_opt("podinfo-canary").await.unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "deleted Service not restored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // A release with errors: rolled back to the primary, Failed, an event naming the check.
     apply_deployment(&admin, &ns, &deployment("3.0.0", "0.5")).await;
     wait_phase(&admin, &ns, group, "Failed", Duration::from_secs(120)).await;

@@ -389,6 +389,22 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
         )
         .await?;
     }
+    // Between releases all traffic is on the primary: put back generated Services and routes
+    // that were deleted or edited by hand (no drift from what the status says).
+    let idle = matches!(
+        step.status.phase,
+        Phase::Initialized | Phase::Succeeded | Phase::Failed
+    );
+    let routed = step
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::SetRoutes(_)));
+    if !deleting && idle && !routed && selector.is_some() {
+        super::services::ensure_generated(&t).await?;
+        backend
+            .apply(&t, &siskin_engine::Split::primary_only())
+            .await?;
+    }
     let mut new_status = step.status.clone();
     new_status.observed_generation = canary.metadata.generation;
     // A valid spec clears a previous InvalidSpec stall.
