@@ -126,3 +126,30 @@ async fn helm_chart_applies_to_the_api_server() {
         String::from_utf8_lossy(&out.stderr).contains("apiGroup must be siskin.dev or flagger.app")
     );
 }
+
+/// The chart's ClusterRole grants exactly what config/rbac/role.yaml grants (the kustomize
+/// base is the one tested as the operator's identity; the chart must not drift from it).
+#[test]
+fn helm_cluster_role_matches_config_rbac() {
+    let rules_of = |yaml: &str| -> Value {
+        serde_yaml::Deserializer::from_str(yaml)
+            .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+            .find(|v: &Value| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "siskin")
+            .map(|v| v["rules"].clone())
+            .expect("a ClusterRole named siskin")
+    };
+    let kustomize = std::fs::read_to_string(repo_root().join("config/rbac/role.yaml")).unwrap();
+    let chart = run(
+        &tool("SISKIN_HELM"),
+        &[
+            "template",
+            "siskin",
+            "config/helm/siskin",
+            "--namespace",
+            "siskin-system",
+            "--kube-version",
+            "1.36.0",
+        ],
+    );
+    assert_eq!(rules_of(&chart), rules_of(&kustomize));
+}
