@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod analysis_run;
 mod cli;
 mod cookies;
 mod hooks;

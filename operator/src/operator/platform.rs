@@ -105,3 +105,44 @@ pub fn primary_template(
     };
     (selector, template)
 }
+
+/// Server-side applies the primary `apps/v1` object of `kind` with `spec`: named
+/// `<target>-primary`, labelled with the primary selector, carrying the target's revision and
+/// the labels and annotations `--include-label-prefix` lets through, owned by the Canary.
+pub async fn apply_primary_object<K>(
+    t: &Target,
+    api: &kube::Api<K>,
+    kind: &str,
+    target_meta: &ObjectMeta,
+    revision: String,
+    spec: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let (key, value) = t.primary_selector();
+    let mut labels = t.included(target_meta.labels.as_ref().unwrap_or(&BTreeMap::new()));
+    labels.insert(key, value);
+    let mut annotations = t.included(target_meta.annotations.as_ref().unwrap_or(&BTreeMap::new()));
+    annotations.insert(REVISION_ANNOTATION.into(), revision);
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {
+            "name": t.primary,
+            "namespace": t.ns,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [t.owner()?],
+        },
+        "spec": spec,
+    });
+    api.patch(
+        &t.primary,
+        &kube::api::PatchParams::apply(crate::operator::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::kube(format!("apply {kind} {}/{}", t.ns, t.primary)))?;
+    Ok(())
+}

@@ -15,13 +15,7 @@ use kube::{
     },
 };
 use serde_json::json;
-use siskin_analysis::{BuiltinMetric, MetricsProvider, ProviderError, Query, assess};
-use siskin_api::{
-    Canary, HookType, METRIC_REQUEST_DURATION, METRIC_REQUEST_SUCCESS_RATE, Phase, Provider,
-    analysis::CanaryWebhook,
-    status::{CheckStatus, Verdict},
-    validate,
-};
+use siskin_api::{Canary, HookType, Phase, Provider, analysis::CanaryWebhook, validate};
 use siskin_engine::{Action, AnalysisResult, EventType, Need, Observations, Step};
 use tracing::{Instrument, info, warn};
 
@@ -524,57 +518,20 @@ async fn execute(
 
 /// Rollout webhooks, then the metrics: built-in checks from the router fleet.
 async fn analysis(canary: &Canary, status: &siskin_api::CanaryStatus, ctx: &Ctx) -> AnalysisResult {
-    let now = jiff::Timestamp::now();
-    let mut checks = Vec::new();
-    let analysis = canary.spec.analysis();
-    let p = payload(canary, status);
-    for h in analysis.hooks(HookType::Rollout) {
-        let r = ctx.hooks.call(h, &p).await;
-        checks.push(CheckStatus {
-            name: h.name.clone(),
-            kind: "webhook".into(),
-            verdict: if r.is_ok() {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
-            message: r.err(),
-            time: Some(siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
-            ..Default::default()
-        });
-    }
     let route = format!(
         "{}/{}",
         canary.namespace().unwrap_or_default(),
         canary.spec.apex_name()
     );
-    for m in analysis.metrics.iter().flatten() {
-        let metric = match m.name.as_str() {
-            METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => Some(BuiltinMetric::SuccessRate),
-            METRIC_REQUEST_DURATION if m.is_builtin() => Some(BuiltinMetric::DurationP99),
-            _ => None,
-        };
-        let value = match metric {
-            Some(metric) => {
-                let q = Query::Builtin {
-                    metric,
-                    route: route.clone(),
-                    backend: "canary".into(),
-                    window: m.interval(),
-                };
-                ctx.fleet.query(&q).await
-            }
-            None => Err(ProviderError::Rejected {
-                status: 400,
-                body: format!(
-                    "metric {}: MetricTemplates and custom queries need the Prometheus provider, which this operator does not have yet; use request-success-rate or request-duration",
-                    m.name
-                ),
-            }),
-        };
-        checks.push(assess(m, value, now));
-    }
-    AnalysisResult { checks }
+    crate::analysis_run::run(
+        &canary.spec.analysis(),
+        &ctx.hooks,
+        &payload(canary, status),
+        &ctx.fleet,
+        &route,
+        "MetricTemplates and custom queries need the Prometheus provider, which this operator does not have yet; use request-success-rate or request-duration",
+    )
+    .await
 }
 
 fn record_metrics(

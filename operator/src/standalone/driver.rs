@@ -15,10 +15,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use siskin_analysis::{
-    BuiltinMetric, MetricsProvider, Query, assess, providers::router_stats::RouterStatsProvider,
+    MetricsProvider, Query, assess, providers::router_stats::RouterStatsProvider,
 };
 use siskin_api::{
-    CanaryStatus, HookType, METRIC_REQUEST_DURATION, METRIC_REQUEST_SUCCESS_RATE, Phase,
+    CanaryStatus, Phase,
     analysis::CanaryWebhook,
     status::{CheckStatus, Verdict},
     validate,
@@ -391,10 +391,8 @@ impl Driver {
             .flatten()
             .filter(|m| m.is_critical())
         {
-            let metric = match m.name.as_str() {
-                METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => BuiltinMetric::SuccessRate,
-                METRIC_REQUEST_DURATION if m.is_builtin() => BuiltinMetric::DurationP99,
-                _ => continue,
+            let Some(metric) = crate::analysis_run::builtin(m) else {
+                continue;
             };
             let q = Query::Builtin {
                 metric,
@@ -567,48 +565,14 @@ impl Driver {
 
     /// Rollout hooks, then metrics from the router's live statistics.
     async fn analysis(&self) -> AnalysisResult {
-        let mut checks = Vec::new();
-        let now = jiff::Timestamp::now();
-        let payload = self.payload();
-        for h in self
-            .file
-            .analysis
-            .hooks(HookType::Rollout)
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            let r = self.hooks.call(&h, &payload).await;
-            checks.push(CheckStatus {
-                name: h.name.clone(),
-                kind: "webhook".into(),
-                verdict: if r.is_ok() {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
-                },
-                message: r.err(),
-                time: Some(siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now)),
-                ..Default::default()
-            });
-        }
-        for m in self.file.analysis.metrics.iter().flatten() {
-            let metric = match m.name.as_str() {
-                METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => Some(BuiltinMetric::SuccessRate),
-                METRIC_REQUEST_DURATION if m.is_builtin() => Some(BuiltinMetric::DurationP99),
-                _ => None,
-            };
-            let value = match metric {
-                Some(metric) => {
-                    let q = Query::Builtin { metric, route: self.file.route(), backend: "canary".into(), window: m.interval() };
-                    self.provider.query(&q).await
-                }
-                None => Err(siskin_analysis::ProviderError::Rejected {
-                    status: 400,
-                    body: "standalone mode runs the built-in checks only (request-success-rate, request-duration)".into(),
-                }),
-            };
-            checks.push(assess(m, value, now));
-        }
-        AnalysisResult { checks }
+        crate::analysis_run::run(
+            &self.file.analysis,
+            &self.hooks,
+            &self.payload(),
+            &self.provider,
+            &self.file.route(),
+            "standalone mode runs the built-in checks only (request-success-rate, request-duration)",
+        )
+        .await
     }
 }

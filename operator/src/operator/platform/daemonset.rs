@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use k8s_openapi::{api::apps::v1::DaemonSet, apimachinery::pkg::apis::meta::v1::ObjectMeta};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -13,7 +13,7 @@ use serde_json::json;
 use siskin_engine::{Readiness, Scale, Workload};
 
 use super::{Platform, REVISION_ANNOTATION};
-use crate::operator::{Error, FIELD_MANAGER, context::Target};
+use crate::operator::{Error, context::Target};
 
 /// Node selector label that keeps a scaled-down DaemonSet off every node.
 pub const SCALE_TO_ZERO_LABEL: &str = "siskin.dev/scale-to-zero";
@@ -78,41 +78,19 @@ async fn apply_primary(t: &Target, target: &DaemonSet) -> Result<(), Error> {
     let (selector, template) = super::primary_template(t, &spec.template);
     spec.selector = selector;
     spec.template = template;
-    let (key, value) = t.primary_selector();
-    let mut labels = t.included(target.labels());
-    labels.insert(key, value);
-    let mut annotations = t.included(target.annotations());
-    annotations.insert(REVISION_ANNOTATION.into(), revision(target));
-    let primary = DaemonSet {
-        metadata: ObjectMeta {
-            name: Some(t.primary.clone()),
-            namespace: Some(t.ns.clone()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![t.owner()?]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    };
-    let mut body = serde_json::to_value(&primary).map_err(|e| Error::Invalid {
+    let spec = serde_json::to_value(spec).map_err(|e| Error::Invalid {
         field: "spec.targetRef".into(),
         message: e.to_string(),
     })?;
-    body["apiVersion"] = json!("apps/v1");
-    body["kind"] = json!("DaemonSet");
-    api(t)
-        .patch(
-            &t.primary,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "apply DaemonSet {}/{}",
-            t.ns, t.primary
-        )))?;
-    Ok(())
+    super::apply_primary_object(
+        t,
+        &api(t),
+        "DaemonSet",
+        &target.metadata,
+        revision(target),
+        spec,
+    )
+    .await
 }
 
 async fn get(t: &Target, name: &str) -> Result<Option<DaemonSet>, Error> {

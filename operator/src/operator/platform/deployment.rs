@@ -4,10 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use k8s_openapi::{
-    api::apps::v1::{Deployment, DeploymentSpec},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
@@ -16,7 +13,7 @@ use serde_json::json;
 use siskin_engine::{Readiness, Scale, Workload};
 
 use super::{Platform, REPLICAS_ANNOTATION, REVISION_ANNOTATION};
-use crate::operator::{Error, FIELD_MANAGER, context::Target};
+use crate::operator::{Error, context::Target};
 
 /// The Deployment platform.
 pub struct Deployments;
@@ -93,42 +90,20 @@ async fn apply_primary(t: &Target, target: &Deployment, replicas: i32) -> Result
     {
         crate::operator::configs::copy_for_primary(t, &mut spec.template).await?;
     }
-    let target = &target;
-    let (key, value) = t.primary_selector();
-    let mut labels = t.included(target.labels());
-    labels.insert(key, value);
-    let mut annotations = t.included(target.annotations());
-    annotations.insert(REVISION_ANNOTATION.into(), target_revision);
-    let primary = Deployment {
-        metadata: ObjectMeta {
-            name: Some(t.primary.clone()),
-            namespace: Some(t.ns.clone()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![t.owner()?]),
-            ..Default::default()
-        },
-        spec: Some(primary_spec(t, target, replicas)?),
-        status: None,
-    };
-    let mut body = serde_json::to_value(&primary).map_err(|e| Error::Invalid {
-        field: "spec.targetRef".into(),
-        message: e.to_string(),
-    })?;
-    body["apiVersion"] = json!("apps/v1");
-    body["kind"] = json!("Deployment");
-    api(t)
-        .patch(
-            &t.primary,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "apply Deployment {}/{}",
-            t.ns, t.primary
-        )))?;
-    Ok(())
+    let spec =
+        serde_json::to_value(primary_spec(t, &target, replicas)?).map_err(|e| Error::Invalid {
+            field: "spec.targetRef".into(),
+            message: e.to_string(),
+        })?;
+    super::apply_primary_object(
+        t,
+        &api(t),
+        "Deployment",
+        &target.metadata,
+        target_revision,
+        spec,
+    )
+    .await
 }
 
 fn saved_replicas(d: &Deployment) -> i32 {
