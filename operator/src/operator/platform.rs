@@ -146,3 +146,25 @@ where
     .map_err(Error::kube(format!("apply {kind} {}/{}", t.ns, t.primary)))?;
     Ok(())
 }
+
+/// The first of `keys` in a workload's `spec.selector.matchLabels`, as (key, value); the error
+/// names the field and the fix.
+pub fn pick_selector(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    match_labels: Option<&BTreeMap<String, String>>,
+    keys: &[String],
+) -> Result<(String, String), Error> {
+    let empty = BTreeMap::new();
+    let labels = match_labels.unwrap_or(&empty);
+    keys.iter()
+        .find_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+        .ok_or_else(|| Error::Invalid {
+            field: "spec.targetRef".into(),
+            message: format!(
+                "{kind} {ns}/{name}: spec.selector.matchLabels has none of the labels {}; add one (e.g. app: {name}) or change --selector-labels",
+                keys.join(", ")
+            ),
+        })
+}

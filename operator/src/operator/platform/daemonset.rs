@@ -117,20 +117,11 @@ impl Platform for DaemonSets {
         else {
             return Ok(None);
         };
-        let labels: BTreeMap<String, String> = d
+        let labels = d
             .spec
             .as_ref()
-            .and_then(|s| s.selector.match_labels.clone())
-            .unwrap_or_default();
-        keys.iter()
-            .find_map(|k| labels.get(k).map(|v| Some((k.clone(), v.clone()))))
-            .ok_or_else(|| Error::Invalid {
-                field: "spec.targetRef".into(),
-                message: format!(
-                    "DaemonSet {ns}/{name}: spec.selector.matchLabels has none of the labels {}; add one (e.g. app: {name}) or change --selector-labels",
-                    keys.join(", ")
-                ),
-            })
+            .and_then(|s| s.selector.match_labels.as_ref());
+        super::pick_selector("DaemonSet", ns, name, labels, keys).map(Some)
     }
 
     async fn target(&self, t: &Target) -> Result<Option<Workload>, Error> {
