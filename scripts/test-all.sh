@@ -22,6 +22,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "generated CRDs are committed"
 cargo run --quiet --locked -p siskin-api --bin crdgen -- --check
 
+step "generated foreign types are committed (kopium, from ../shared/crds)"
+scripts/foreign-types.sh --check
+
 step "examples validate"
 cargo run --quiet --locked -p siskin-operator --bin siskin -- validate examples/
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use siskin_route::Role;
+
 /// Why a provider gave no value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
@@ -53,8 +55,8 @@ pub enum Query {
         metric: BuiltinMetric,
         /// The route (`namespace/name` in the router).
         route: String,
-        /// Backend role (`canary`).
-        backend: String,
+        /// Backend role (the canary's, or the primary's for a comparison).
+        backend: Role,
         /// Window.
         window: Duration,
     },

@@ -96,7 +96,7 @@ fn query(metric: BuiltinMetric) -> Query {
     Query::Builtin {
         metric,
         route: "shop/checkout".into(),
-        backend: "canary".into(),
+        backend: siskin_route::Role::Canary,
         window: Duration::from_secs(60),
     }
 }

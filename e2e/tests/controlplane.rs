@@ -74,6 +74,20 @@ async fn canary_round_trips_under_both_groups() {
     }
 }
 
+/// A backend list with the built-in router only, as able as it is (these cases are about
+/// fields, not providers).
+struct OnlyBuiltin;
+
+impl validate::Backends for OnlyBuiltin {
+    fn capabilities(&self, p: siskin_api::Provider) -> Option<siskin_api::Capabilities> {
+        (p == siskin_api::Provider::Builtin).then_some(siskin_api::Capabilities::ALL)
+    }
+
+    fn implemented(&self) -> Vec<siskin_api::Provider> {
+        vec![siskin_api::Provider::Builtin]
+    }
+}
+
 #[tokio::test]
 async fn invalid_canaries_are_refused_by_the_api_server_and_by_validate() {
     let client = admin().await;
@@ -129,7 +143,13 @@ async fn invalid_canaries_are_refused_by_the_api_server_and_by_validate() {
             .expect_err(what);
         let text = err.to_string();
         assert!(text.contains(message), "{what}: API server said {text}");
-        let problems = validate::canary(&canary, &validate::Options::default());
+        let problems = validate::canary(
+            &canary,
+            &validate::Options {
+                default_provider: siskin_api::Provider::Builtin,
+                backends: &OnlyBuiltin,
+            },
+        );
         assert!(
             problems.iter().any(|p| p.is_error()),
             "{what}: siskin validate must refuse it too"

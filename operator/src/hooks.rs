@@ -1,53 +1,43 @@
-//! Webhook calls with Flagger's payload, shared by the operator and `siskin run`.
+//! The webhook caller both worlds use: Flagger's payload POSTed as JSON, success up to 202.
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use siskin_api::{HookType, analysis::CanaryWebhook};
-use siskin_engine::GateResult;
+use siskin_api::analysis::CanaryWebhook;
+use siskin_driver::{Payload, Webhooks};
 
-/// What a webhook is told about the canary.
-#[derive(Clone, Debug)]
-pub struct Payload {
-    /// Canary name.
-    pub name: String,
-    /// Canary namespace.
-    pub namespace: String,
-    /// Phase before this step.
-    pub phase: String,
-    /// Checksum of the release (the status's `lastAppliedSpec`).
-    pub checksum: String,
-}
-
-/// A webhook client.
+/// A webhook client (one per process, its connections reused).
 #[derive(Clone)]
-pub struct Hooks {
+pub struct HttpWebhooks {
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
-impl Default for Hooks {
+impl Default for HttpWebhooks {
     fn default() -> Self {
-        Hooks {
+        HttpWebhooks {
             http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
         }
     }
 }
 
-// === impl Hooks ===
-
-impl Hooks {
-    /// POSTs Flagger's payload; success is a status up to 202, anything else is the error text.
-    pub async fn call(&self, h: &CanaryWebhook, p: &Payload) -> Result<(), String> {
-        let metadata: BTreeMap<String, String> = h.metadata.clone().unwrap_or_default();
-        let payload = serde_json::json!({
-            "name": p.name, "namespace": p.namespace, "phase": p.phase,
-            "checksum": p.checksum, "metadata": metadata,
+#[async_trait]
+impl Webhooks for HttpWebhooks {
+    async fn call(&self, h: &CanaryWebhook, p: &Payload) -> Result<(), String> {
+        let mut metadata: BTreeMap<String, String> = h.metadata.clone().unwrap_or_default();
+        // The payload's own keys (an event's message, type and time) win over the hook's.
+        metadata.extend(p.metadata.clone());
+        let mut payload = serde_json::json!({
+            "name": p.name, "namespace": p.namespace, "phase": p.phase, "checksum": p.checksum,
         });
+        if !metadata.is_empty() {
+            payload["metadata"] = serde_json::json!(metadata);
+        }
         let req = http::Request::post(h.url.as_str())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(payload.to_string())))
@@ -69,40 +59,5 @@ impl Hooks {
             let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
             Err(format!("status {status}: {text}"))
         }
-    }
-
-    /// Runs every hook of a gate type in spec order: the first failure decides (for
-    /// `rollback`, the first success).
-    pub async fn gate(&self, kind: HookType, hooks: &[CanaryWebhook], p: &Payload) -> GateResult {
-        for h in hooks {
-            let outcome = self.call(h, p).await;
-            let ok = outcome.is_ok();
-            if (kind == HookType::Rollback) == ok {
-                return GateResult {
-                    passed: ok,
-                    hook: h.name.clone(),
-                    message: outcome.err().unwrap_or_default(),
-                    muted: h.mute_alert.unwrap_or(false),
-                };
-            }
-        }
-        GateResult {
-            passed: kind != HookType::Rollback,
-            hook: hooks.last().map(|h| h.name.clone()).unwrap_or_default(),
-            message: String::new(),
-            muted: false,
-        }
-    }
-
-    /// Calls every hook of a type whose outcome does not change the release; returns the
-    /// failures as `(hook, error)`.
-    pub async fn notify(&self, hooks: &[CanaryWebhook], p: &Payload) -> Vec<(String, String)> {
-        let mut failed = Vec::new();
-        for h in hooks {
-            if let Err(e) = self.call(h, p).await {
-                failed.push((h.name.clone(), e));
-            }
-        }
-        failed
     }
 }

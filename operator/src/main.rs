@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod analysis_run;
+mod backends;
 mod cli;
-mod cookies;
 mod hooks;
-mod operator;
+mod kubernetes;
+mod objects;
+mod services;
 mod standalone;
+mod workloads;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -1,6 +1,8 @@
-//! Progressive delivery without Kubernetes: upstreams listed in a file, the router in-process,
-//! the same engine and checks as the operator.
+//! `siskin run`, the standalone adapter: progressive delivery without Kubernetes — upstreams
+//! listed in a file, the router in-process, the same driver, engine and checks as the operator.
 
-pub mod driver;
 pub mod processes;
+pub mod routes;
+pub mod run;
 pub mod spec;
+pub mod world;

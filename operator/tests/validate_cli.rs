@@ -166,20 +166,29 @@ fn ab_needs_iterations() {
 }
 
 #[test]
-fn provider_that_cannot_mirror_is_named() {
+fn provider_that_cannot_mirror_in_a_canary_run_is_named_with_one_that_can() {
     let y = GOOD
-        .replace("  targetRef:", "  provider: linkerd\n  targetRef:")
+        .replace("  targetRef:", "  provider: gatewayapi:v1\n  targetRef:")
+        .replace(
+            "  service: {port: 9898}",
+            "  service: {port: 9898, gatewayRefs: [{name: gw}]}",
+        )
         .replace("threshold: 5", "threshold: 5\n    mirror: true");
-    assert_rejected(&y, "spec.analysis.mirror", "provider linkerd cannot mirror");
+    assert_rejected(
+        &y,
+        "spec.analysis.mirror",
+        "provider gatewayapi:v1 mirrors only in blue/green runs (fix: set iterations (blue/green), or use provider builtin)",
+    );
     // The built-in router can.
-    let (code, out) = validate(&y.replace("provider: linkerd", "provider: builtin"), &[]);
+    let builtin = GOOD.replace("threshold: 5", "threshold: 5\n    mirror: true");
+    let (code, out) = validate(&builtin, &[]);
     assert_eq!(code, 0, "{out}");
 }
 
 #[test]
 fn header_match_and_session_affinity_need_capable_provider() {
     let ab = GOOD
-        .replace("  targetRef:", "  provider: traefik\n  targetRef:")
+        .replace("  targetRef:", "  provider: kubernetes\n  targetRef:")
         .replace(
             "stepWeights: [5, 10, 30]",
             "iterations: 5\n    match:\n    - headers: {x-canary: {exact: insider}}",
@@ -187,10 +196,11 @@ fn header_match_and_session_affinity_need_capable_provider() {
     assert_rejected(
         &ab,
         "spec.analysis.match",
-        "provider traefik cannot route by header",
+        "provider kubernetes cannot route by header",
     );
     let sa = GOOD
-        .replace("  targetRef:", "  provider: smi:v1alpha3\n  targetRef:")
+        .replace("  targetRef:", "  provider: kubernetes\n  targetRef:")
+        .replace("stepWeights: [5, 10, 30]", "iterations: 5")
         .replace(
             "threshold: 5",
             "threshold: 5\n    sessionAffinity: {cookieName: c}",
@@ -198,16 +208,46 @@ fn header_match_and_session_affinity_need_capable_provider() {
     assert_rejected(
         &sa,
         "spec.analysis.sessionAffinity",
-        "provider smi:v1alpha3 cannot pin sessions",
+        "provider kubernetes cannot pin sessions",
+    );
+}
+
+#[test]
+fn providers_without_a_backend_are_refused_with_the_ones_that_exist() {
+    for name in ["istio", "linkerd", "smi:v1alpha3", "traefik"] {
+        let y = GOOD.replace("  targetRef:", &format!("  provider: {name}\n  targetRef:"));
+        assert_rejected(
+            &y,
+            "spec.provider",
+            &format!(
+                "provider {name} is not implemented by this Siskin yet (fix: use one of builtin, gatewayapi:v1, gatewayapi:v1beta1, kubernetes)"
+            ),
+        );
+    }
+    let (code, out) = validate(GOOD, &["--mesh-provider", "istio"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("provider istio is not implemented"), "{out}");
+}
+
+#[test]
+fn route_options_the_backend_does_not_apply_are_refused() {
+    let y = GOOD.replace(
+        "  service: {port: 9898}",
+        "  service: {port: 9898, retries: {attempts: 2}}",
+    );
+    assert_rejected(
+        &y,
+        "spec.service.retries",
+        "provider builtin does not apply service.retries",
     );
 }
 
 #[test]
 fn default_provider_flag_applies_to_canaries_without_provider() {
     let y = GOOD.replace("threshold: 5", "threshold: 5\n    mirror: true");
-    let (code, out) = validate(&y, &["--mesh-provider", "kuma"]);
+    let (code, out) = validate(&y, &["--mesh-provider", "kubernetes"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("provider kuma cannot mirror"), "{out}");
+    assert!(out.contains("provider kubernetes cannot mirror"), "{out}");
 }
 
 #[test]

@@ -7,10 +7,10 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
-use serde_json::{Value, json};
+use siskin_route::{ConfigReport, StatsReport};
 use tokio::net::TcpListener;
 
-use crate::{server::Shared, stats::BackendStats};
+use crate::server::Shared;
 
 /// Serves the admin endpoints until the process ends.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -33,33 +33,33 @@ fn now_sec() -> u64 {
         .unwrap_or(0)
 }
 
-async fn config(State(shared): State<Arc<Shared>>) -> Json<Value> {
+async fn config(State(shared): State<Arc<Shared>>) -> Json<ConfigReport> {
     let state = shared.state.load_full();
     let status = shared
         .config_status
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    Json(json!({
-        "generation": state.generation,
-        "status": status,
-        "config": state.table.config,
-    }))
+    Json(ConfigReport {
+        generation: state.generation,
+        status,
+        config: state.table.config.clone(),
+    })
 }
 
-async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+async fn stats(State(shared): State<Arc<Shared>>) -> Json<StatsReport> {
     let state = shared.state.load_full();
     let now = now_sec();
-    let entry = |s: &BackendStats| {
-        json!({
-            "route": s.route, "rule": s.rule, "backend": s.backend, "role": s.role,
-            "window10s": s.window(now, 10), "window1m": s.window(now, 60),
-        })
-    };
-    let rules: Vec<Value> = state.stats.iter().flatten().map(|s| entry(s)).collect();
-    Json(
-        json!({ "generation": state.generation, "backends": rules, "unrouted": entry(&state.unrouted) }),
-    )
+    Json(StatsReport {
+        generation: state.generation,
+        backends: state
+            .stats
+            .iter()
+            .flatten()
+            .map(|s| s.report(now))
+            .collect(),
+        unrouted: state.unrouted.report(now),
+    })
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

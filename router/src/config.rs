@@ -2,7 +2,7 @@
 //! last good configuration; the error is shown on the admin port and counted in a metric.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime},
 };
 
@@ -23,21 +23,6 @@ pub fn parse(text: &str) -> Result<Table, String> {
 
 fn serde_path_to_error(de: serde_yaml::Deserializer<'_>) -> Result<Config, String> {
     serde::Deserialize::deserialize(de).map_err(|e: serde_yaml::Error| e.to_string())
-}
-
-/// What the reloader knows about the file.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct ConfigStatus {
-    /// The file.
-    pub path: PathBuf,
-    /// Version in service.
-    pub generation: u64,
-    /// The last load error, while the file stays bad.
-    pub last_error: Option<String>,
-    /// Failed loads since start.
-    pub errors_total: u64,
-    /// Successful loads since start.
-    pub reloads_total: u64,
 }
 
 /// A cheap fingerprint of a file: modification time and length.

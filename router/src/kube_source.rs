@@ -11,10 +11,16 @@ use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{reflector, watcher},
 };
-use serde::Deserialize;
+use siskin_foreign::gateway::httproutes::{
+    HttpRoute, HttpRouteRules, HttpRouteRulesBackendRefsFilters, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestRedirectPathType, HttpRouteRulesFiltersType,
+    HttpRouteRulesFiltersUrlRewritePathType, HttpRouteRulesMatches,
+    HttpRouteRulesMatchesHeadersType, HttpRouteRulesMatchesPathType,
+    HttpRouteRulesMatchesQueryParamsType,
+};
 use siskin_route::{
     Backend, BackendName, BackendRef, Config, Filter, Header, HeaderModifier, Match, Mirror,
-    PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Route, Rule, SessionCookie,
+    PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Role, Route, Rule, SessionCookie,
     Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
 };
 use tokio::sync::Notify;
@@ -28,109 +34,6 @@ pub struct KubeOptions {
     pub namespace: Option<String>,
 }
 
-/// HTTPRoute `spec` (the parts the router uses; unknown fields are ignored).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct HttpRouteSpec {
-    /// Parents.
-    pub parent_refs: Vec<ParentRef>,
-    /// Host names.
-    pub hostnames: Vec<String>,
-    /// Rules.
-    pub rules: Vec<HttpRouteRule>,
-}
-
-/// A parent reference.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ParentRef {
-    /// Group (`""` for core, default `gateway.networking.k8s.io`).
-    pub group: Option<String>,
-    /// Kind (default `Gateway`).
-    pub kind: Option<String>,
-    /// Name.
-    pub name: String,
-    /// Namespace (default: the route's).
-    pub namespace: Option<String>,
-    /// Port.
-    pub port: Option<u16>,
-}
-
-/// An HTTPRoute rule.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct HttpRouteRule {
-    /// Name.
-    pub name: Option<String>,
-    /// Matches.
-    pub matches: Vec<KMatch>,
-    /// Filters.
-    pub filters: Vec<serde_json::Value>,
-    /// Backends.
-    pub backend_refs: Vec<KBackendRef>,
-    /// Timeouts.
-    pub timeouts: Option<KTimeouts>,
-}
-
-/// A match.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct KMatch {
-    /// Path.
-    pub path: Option<KValue>,
-    /// Headers.
-    pub headers: Vec<KValue>,
-    /// Query parameters.
-    pub query_params: Vec<KValue>,
-    /// Method.
-    pub method: Option<String>,
-}
-
-/// A typed value match.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct KValue {
-    /// Type.
-    pub r#type: Option<String>,
-    /// Name (headers, query parameters).
-    pub name: Option<String>,
-    /// Value.
-    pub value: Option<String>,
-}
-
-/// A backend reference.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct KBackendRef {
-    /// Service name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: Option<String>,
-    /// Service port.
-    pub port: Option<u16>,
-    /// Weight (default 1).
-    pub weight: Option<u32>,
-    /// Filters on this backend only.
-    pub filters: Vec<serde_json::Value>,
-}
-
-/// Timeouts.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct KTimeouts {
-    /// Request.
-    pub request: Option<String>,
-    /// Backend request.
-    pub backend_request: Option<String>,
-}
-
-fn httproute_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        "httproutes",
-    )
-}
-
 fn gateway_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
@@ -142,22 +45,22 @@ fn gateway_resource() -> ApiResource {
 /// Services or EndpointSlices change. Runs until the process ends.
 pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Send + 'static) {
     let changed = Arc::new(Notify::new());
-    let (hr, gw) = (httproute_resource(), gateway_resource());
+    let gw = gateway_resource();
     let (routes_api, gateways_api, services_api, slices_api) = match opts.namespace.as_deref() {
         Some(ns) => (
-            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &hr),
+            Api::<HttpRoute>::namespaced(client.clone(), ns),
             Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
             Api::<Service>::namespaced(client.clone(), ns),
             Api::<EndpointSlice>::namespaced(client, ns),
         ),
         None => (
-            Api::<DynamicObject>::all_with(client.clone(), &hr),
+            Api::<HttpRoute>::all(client.clone()),
             Api::<DynamicObject>::all_with(client.clone(), &gw),
             Api::<Service>::all(client.clone()),
             Api::<EndpointSlice>::all(client),
         ),
     };
-    let routes = store(routes_api, hr, changed.clone());
+    let routes = store(routes_api, (), changed.clone());
     let gateways = store(gateways_api, gw, changed.clone());
     let services = store(services_api, (), changed.clone());
     let slices = store(slices_api, (), changed.clone());
@@ -208,7 +111,7 @@ where
 
 /// Builds the router configuration from the cluster's objects.
 pub fn translate(
-    routes: &[Arc<DynamicObject>],
+    routes: &[Arc<HttpRoute>],
     gateways: &[Arc<DynamicObject>],
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
@@ -223,7 +126,7 @@ pub fn translate(
         .collect();
     let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
     let mut out = Vec::new();
-    let mut sorted: Vec<&Arc<DynamicObject>> = routes.iter().collect();
+    let mut sorted: Vec<&Arc<HttpRoute>> = routes.iter().collect();
     // Gateway API breaks ties by creation time, then name.
     sorted.sort_by_key(|r| {
         (
@@ -234,10 +137,9 @@ pub fn translate(
     });
     for r in sorted {
         let ns = r.namespace().unwrap_or_default();
-        let Ok(spec) = serde_json::from_value::<HttpRouteSpec>(r.data["spec"].clone()) else {
-            continue;
-        };
-        let attached = spec.parent_refs.iter().any(|p| {
+        let spec = &r.spec;
+        let parents = spec.parent_refs.as_deref().unwrap_or_default();
+        let attached = parents.iter().any(|p| {
             let pns = p.namespace.clone().unwrap_or_else(|| ns.clone());
             let kind = p.kind.as_deref().unwrap_or("Gateway");
             match kind {
@@ -251,8 +153,8 @@ pub fn translate(
         }
         // Traffic for a Service parent (GAMMA) arrives addressed to that Service: its DNS
         // names select the route (the operator points the Service's endpoints at routers).
-        let mut hostnames = spec.hostnames.clone();
-        for p in &spec.parent_refs {
+        let mut hostnames = spec.hostnames.clone().unwrap_or_default();
+        for p in parents {
             if p.kind.as_deref() == Some("Service") && p.group.as_deref().unwrap_or("").is_empty() {
                 let pns = p.namespace.clone().unwrap_or_else(|| ns.clone());
                 let svc = &p.name;
@@ -274,6 +176,7 @@ pub fn translate(
             rules: spec
                 .rules
                 .iter()
+                .flatten()
                 .map(|rule| translate_rule(rule, &ns, services, slices, &mut backends))
                 .collect(),
         };
@@ -286,7 +189,7 @@ pub fn translate(
 }
 
 fn translate_rule(
-    rule: &HttpRouteRule,
+    rule: &HttpRouteRules,
     ns: &str,
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
@@ -299,33 +202,27 @@ fn translate_rule(
             name: key.clone(),
             endpoints: endpoints(bns, name, port, services, slices),
             protocol: protocol(bns, name, port, services),
-            role: Some(
-                if name.ends_with("-canary") {
-                    "canary"
-                } else {
-                    "primary"
-                }
-                .to_string(),
-            ),
+            role: Some(Role::of_service(name)),
         });
         key
     };
     let backend_refs = rule
         .backend_refs
         .iter()
+        .flatten()
         .map(|b| BackendRef {
-            name: backend(&b.name, b.namespace.as_deref(), b.port),
-            weight: b.weight.unwrap_or(1),
-            session_cookie: session_cookie(&b.filters),
+            name: backend(&b.name, b.namespace.as_deref(), port(b.port)),
+            weight: u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0),
+            session_cookie: session_cookie(b.filters.as_deref().unwrap_or_default()),
         })
         .collect();
     let mut filters = Vec::new();
-    for f in &rule.filters {
+    for f in rule.filters.iter().flatten() {
         if let Some(f) = translate_filter(f, &mut backend) {
             filters.push(f);
         }
     }
-    let matches = rule.matches.iter().map(translate_match).collect();
+    let matches = rule.matches.iter().flatten().map(translate_match).collect();
     let timeouts = rule.timeouts.as_ref().map(|t| Timeouts {
         request: t.request.as_deref().and_then(|d| d.parse().ok()),
         backend_request: t.backend_request.as_deref().and_then(|d| d.parse().ok()),
@@ -344,136 +241,170 @@ fn translate_rule(
 /// A `ResponseHeaderModifier` on a backendRef that adds `Set-Cookie` is session persistence
 /// (how Flagger and Siskin express sticky canaries in a standard HTTPRoute): responses from
 /// this backend set the cookie, and requests carrying it come back while it has weight.
-fn session_cookie(filters: &[serde_json::Value]) -> Option<SessionCookie> {
+fn session_cookie(filters: &[HttpRouteRulesBackendRefsFilters]) -> Option<SessionCookie> {
     filters
         .iter()
-        .filter(|f| f["type"] == "ResponseHeaderModifier")
-        .flat_map(|f| {
-            let m = &f["responseHeaderModifier"];
-            let add = m["add"].as_array().cloned().unwrap_or_default();
-            let set = m["set"].as_array().cloned().unwrap_or_default();
-            add.into_iter().chain(set)
+        .filter_map(|f| f.response_header_modifier.as_ref())
+        .flat_map(|m| {
+            let add = m.add.iter().flatten().map(|h| (&h.name, &h.value));
+            let set = m.set.iter().flatten().map(|h| (&h.name, &h.value));
+            add.chain(set).collect::<Vec<_>>()
         })
-        .filter(|h| {
-            h["name"]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case("set-cookie"))
-        })
-        .find_map(|h| SessionCookie::parse(h["value"].as_str()?))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, value)| SessionCookie::parse(value))
 }
 
-fn translate_match(m: &KMatch) -> Match {
-    let value = |v: &KValue| ValueMatch {
-        kind: if v.r#type.as_deref() == Some("RegularExpression") {
+fn port(p: Option<i32>) -> Option<u16> {
+    p.and_then(|p| u16::try_from(p).ok())
+}
+
+fn translate_match(m: &HttpRouteRulesMatches) -> Match {
+    let kind = |regex: bool| {
+        if regex {
             ValueMatchType::RegularExpression
         } else {
             ValueMatchType::Exact
-        },
-        name: v.name.clone().unwrap_or_default(),
-        value: v.value.clone().unwrap_or_default(),
+        }
     };
     Match {
         path: m.path.as_ref().map(|p| PathMatch {
-            kind: match p.r#type.as_deref() {
-                Some("Exact") => PathMatchType::Exact,
-                Some("RegularExpression") => PathMatchType::RegularExpression,
+            kind: match p.r#type {
+                Some(HttpRouteRulesMatchesPathType::Exact) => PathMatchType::Exact,
+                Some(HttpRouteRulesMatchesPathType::RegularExpression) => {
+                    PathMatchType::RegularExpression
+                }
                 _ => PathMatchType::PathPrefix,
             },
             value: p.value.clone().unwrap_or_else(|| "/".to_string()),
         }),
-        headers: m.headers.iter().map(value).collect(),
-        query_params: m.query_params.iter().map(value).collect(),
-        method: m.method.clone(),
-    }
-}
-
-fn headers(v: &serde_json::Value) -> HeaderModifier {
-    let list = |k: &str| -> Vec<Header> {
-        v[k].as_array()
-            .into_iter()
+        headers: m
+            .headers
+            .iter()
             .flatten()
-            .filter_map(|h| {
-                Some(Header {
-                    name: h["name"].as_str()?.to_string(),
-                    value: h["value"].as_str()?.to_string(),
-                })
+            .map(|h| ValueMatch {
+                kind: kind(h.r#type == Some(HttpRouteRulesMatchesHeadersType::RegularExpression)),
+                name: h.name.clone(),
+                value: h.value.clone(),
             })
-            .collect()
-    };
-    HeaderModifier {
-        set: list("set"),
-        add: list("add"),
-        remove: v["remove"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str().map(str::to_string))
             .collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .flatten()
+            .map(|q| ValueMatch {
+                kind: kind(
+                    q.r#type == Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression),
+                ),
+                name: q.name.clone(),
+                value: q.value.clone(),
+            })
+            .collect(),
+        method: m.method.as_ref().and_then(|x| {
+            serde_json::to_value(x)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        }),
     }
 }
 
-fn path_modifier(v: &serde_json::Value) -> Option<PathModifier> {
-    match v["type"].as_str()? {
-        "ReplaceFullPath" => Some(PathModifier::ReplaceFullPath {
-            path: v["replaceFullPath"].as_str()?.to_string(),
-        }),
-        "ReplacePrefixMatch" => Some(PathModifier::ReplacePrefixMatch {
-            prefix: v["replacePrefixMatch"].as_str()?.to_string(),
-        }),
-        _ => None,
-    }
+fn header_list<'a>(set: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<Header> {
+    set.map(|(name, value)| Header {
+        name: name.clone(),
+        value: value.clone(),
+    })
+    .collect()
 }
 
 fn translate_filter(
-    f: &serde_json::Value,
+    f: &HttpRouteRulesFilters,
     backend: &mut impl FnMut(&str, Option<&str>, Option<u16>) -> String,
 ) -> Option<Filter> {
-    Some(match f["type"].as_str()? {
-        "RequestHeaderModifier" => Filter::RequestHeaderModifier {
-            modifier: headers(&f["requestHeaderModifier"]),
-        },
-        "ResponseHeaderModifier" => Filter::ResponseHeaderModifier {
-            modifier: headers(&f["responseHeaderModifier"]),
-        },
-        "RequestMirror" => {
-            let m = &f["requestMirror"];
-            let b = &m["backendRef"];
-            let port = b["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            let name = backend(b["name"].as_str()?, b["namespace"].as_str(), port);
-            let percent = m["percent"].as_u64().or_else(|| {
-                let num = m["fraction"]["numerator"].as_u64()?;
-                let den = m["fraction"]["denominator"].as_u64().unwrap_or(100).max(1);
-                Some(num * 100 / den)
+    Some(match f.r#type {
+        HttpRouteRulesFiltersType::RequestHeaderModifier => {
+            let m = f.request_header_modifier.as_ref()?;
+            Filter::RequestHeaderModifier {
+                modifier: HeaderModifier {
+                    set: header_list(m.set.iter().flatten().map(|h| (&h.name, &h.value))),
+                    add: header_list(m.add.iter().flatten().map(|h| (&h.name, &h.value))),
+                    remove: m.remove.clone().unwrap_or_default(),
+                },
+            }
+        }
+        HttpRouteRulesFiltersType::ResponseHeaderModifier => {
+            let m = f.response_header_modifier.as_ref()?;
+            Filter::ResponseHeaderModifier {
+                modifier: HeaderModifier {
+                    set: header_list(m.set.iter().flatten().map(|h| (&h.name, &h.value))),
+                    add: header_list(m.add.iter().flatten().map(|h| (&h.name, &h.value))),
+                    remove: m.remove.clone().unwrap_or_default(),
+                },
+            }
+        }
+        HttpRouteRulesFiltersType::RequestMirror => {
+            let m = f.request_mirror.as_ref()?;
+            let b = &m.backend_ref;
+            let name = backend(&b.name, b.namespace.as_deref(), port(b.port));
+            let percent = m.percent.map(i64::from).or_else(|| {
+                let fr = m.fraction.as_ref()?;
+                let den = i64::from(fr.denominator.unwrap_or(100)).max(1);
+                Some(i64::from(fr.numerator) * 100 / den)
             });
             Filter::RequestMirror {
                 mirror: Mirror {
                     backend_ref: BackendName { name },
-                    percent: percent.map(|p| u8::try_from(p.min(100)).unwrap_or(100)),
+                    percent: percent.map(|p| u8::try_from(p.clamp(0, 100)).unwrap_or(100)),
                 },
             }
         }
-        "URLRewrite" => {
-            let u = &f["urlRewrite"];
+        HttpRouteRulesFiltersType::UrlRewrite => {
+            let u = f.url_rewrite.as_ref()?;
             Filter::UrlRewrite {
                 rewrite: UrlRewrite {
-                    hostname: u["hostname"].as_str().map(str::to_string),
-                    path: path_modifier(&u["path"]),
+                    hostname: u.hostname.clone(),
+                    path: u.path.as_ref().and_then(|p| match p.r#type {
+                        HttpRouteRulesFiltersUrlRewritePathType::ReplaceFullPath => {
+                            Some(PathModifier::ReplaceFullPath {
+                                path: p.replace_full_path.clone()?,
+                            })
+                        }
+                        HttpRouteRulesFiltersUrlRewritePathType::ReplacePrefixMatch => {
+                            Some(PathModifier::ReplacePrefixMatch {
+                                prefix: p.replace_prefix_match.clone()?,
+                            })
+                        }
+                    }),
                 },
             }
         }
-        "RequestRedirect" => {
-            let r = &f["requestRedirect"];
+        HttpRouteRulesFiltersType::RequestRedirect => {
+            let r = f.request_redirect.as_ref()?;
             Filter::RequestRedirect {
                 redirect: Redirect {
-                    scheme: r["scheme"].as_str().map(str::to_string),
-                    hostname: r["hostname"].as_str().map(str::to_string),
-                    path: path_modifier(&r["path"]),
-                    port: r["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
-                    status_code: r["statusCode"].as_u64().and_then(|p| u16::try_from(p).ok()),
+                    scheme: r.scheme.as_ref().and_then(|x| {
+                        serde_json::to_value(x)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                    }),
+                    hostname: r.hostname.clone(),
+                    path: r.path.as_ref().and_then(|p| match p.r#type {
+                        HttpRouteRulesFiltersRequestRedirectPathType::ReplaceFullPath => {
+                            Some(PathModifier::ReplaceFullPath {
+                                path: p.replace_full_path.clone()?,
+                            })
+                        }
+                        HttpRouteRulesFiltersRequestRedirectPathType::ReplacePrefixMatch => {
+                            Some(PathModifier::ReplacePrefixMatch {
+                                prefix: p.replace_prefix_match.clone()?,
+                            })
+                        }
+                    }),
+                    port: port(r.port),
+                    status_code: r.status_code.and_then(|c| u16::try_from(c).ok()),
                 },
             }
         }
-        _ => return None,
+        // Not implemented by the router: skipped (the route still serves).
+        HttpRouteRulesFiltersType::ExtensionRef | HttpRouteRulesFiltersType::Cors => return None,
     })
 }
 

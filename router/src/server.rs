@@ -17,7 +17,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 use crate::{
     admin,
-    config::{self, ConfigStatus},
+    config::{self},
     proxy,
     state::{Registry, State},
     upstream::Clients,
@@ -66,7 +66,7 @@ pub struct Shared {
     /// Settings.
     pub options: Options,
     /// Reload status (admin only; the request path never touches it).
-    pub config_status: Mutex<ConfigStatus>,
+    pub config_status: Mutex<siskin_route::ConfigStatus>,
     /// Start time.
     pub started: Instant,
 }
@@ -89,9 +89,10 @@ impl Router {
                 PathBuf::from("kubernetes"),
             ),
         };
+        let path = path.display().to_string();
         let registry = Registry::default();
         let state = registry.build(table, 1);
-        let status = ConfigStatus {
+        let status = siskin_route::ConfigStatus {
             path,
             generation: 1,
             reloads_total: 1,

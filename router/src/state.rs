@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use siskin_route::Table;
+use siskin_route::{Role, Table};
 
 use crate::{
     stats::BackendStats,
@@ -67,7 +67,7 @@ impl Registry {
 
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = HashMap::new();
-        let mut series = |route: &str, rule: &str, backend: &str, role: &str| {
+        let mut series = |route: &str, rule: &str, backend: &str, role: Role| {
             let key = (rule.to_string(), backend.to_string());
             let s = stats
                 .get(&key)
@@ -85,17 +85,12 @@ impl Registry {
                     .iter()
                     .map(|(bi, _, _)| {
                         let b = &table.backends[*bi];
-                        series(
-                            &r.route,
-                            &r.label,
-                            &b.name,
-                            b.role.as_deref().unwrap_or("primary"),
-                        )
+                        series(&r.route, &r.label, &b.name, b.role.unwrap_or_default())
                     })
                     .collect()
             })
             .collect();
-        let unrouted = series("", "(unrouted)", "", "none");
+        let unrouted = series("", "(unrouted)", "", Role::None);
         *stats = kept;
         State {
             table,

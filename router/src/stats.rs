@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use serde::Serialize;
+use siskin_route::{BackendReport, Role, WindowStats};
 
 use crate::ErrorKind;
 
@@ -34,7 +34,7 @@ pub struct BackendStats {
     /// Backend name.
     pub backend: String,
     /// Role of the backend (`primary`, `canary`).
-    pub role: String,
+    pub role: Role,
     classes: [AtomicU64; 5],
     hist: [AtomicU64; NB],
     sum_us: AtomicU64,
@@ -50,35 +50,16 @@ struct Slot {
     hist: [AtomicU32; NB],
 }
 
-/// A window's summary, as `/stats` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct WindowStats {
-    /// Window length in seconds.
-    pub seconds: u64,
-    /// Requests in the window.
-    pub requests: u64,
-    /// Requests per second.
-    pub rate: f64,
-    /// Percentage of requests that did not fail (no 5xx, no proxy error); None without requests.
-    pub success_rate: Option<f64>,
-    /// Latency quantiles in milliseconds.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile.
-    pub p90_ms: Option<f64>,
-    /// 99th percentile.
-    pub p99_ms: Option<f64>,
-}
-
 // === impl BackendStats ===
 
 impl BackendStats {
     /// Empty statistics.
-    pub fn new(route: &str, rule: &str, backend: &str, role: &str) -> Self {
+    pub fn new(route: &str, rule: &str, backend: &str, role: Role) -> Self {
         BackendStats {
             route: route.to_string(),
             rule: rule.to_string(),
             backend: backend.to_string(),
-            role: role.to_string(),
+            role,
             classes: Default::default(),
             hist: Default::default(),
             sum_us: AtomicU64::new(0),
@@ -159,6 +140,18 @@ impl BackendStats {
         out
     }
 
+    /// The `/stats` entry at `now_sec`: the last 10 seconds and the last minute.
+    pub fn report(&self, now_sec: u64) -> BackendReport {
+        BackendReport {
+            route: self.route.clone(),
+            rule: self.rule.clone(),
+            backend: self.backend.clone(),
+            role: self.role,
+            window_10s: self.window(now_sec, 10),
+            window_1m: self.window(now_sec, 60),
+        }
+    }
+
     /// Whether anything was ever recorded.
     pub fn has_requests(&self) -> bool {
         self.classes.iter().any(|c| c.load(Relaxed) > 0)
@@ -171,7 +164,7 @@ impl BackendStats {
             "route=\"{}\",rule=\"{}\",backend=\"{}\",backend_name=\"{}\"",
             esc(&self.route),
             esc(&self.rule),
-            esc(&self.role),
+            self.role.as_str(),
             esc(&self.backend)
         );
         for (i, c) in self.classes.iter().enumerate() {
@@ -252,7 +245,7 @@ mod tests {
 
     #[test]
     fn window_counts_only_recent_seconds() {
-        let s = BackendStats::new("r", "r/0", "b", "primary");
+        let s = BackendStats::new("r", "r/0", "b", Role::Primary);
         for i in 0..10 {
             s.record(1000 + i, 200, None, Duration::from_millis(3));
         }
@@ -270,7 +263,7 @@ mod tests {
 
     #[test]
     fn quantiles_land_in_the_right_bucket() {
-        let s = BackendStats::new("r", "r/0", "b", "primary");
+        let s = BackendStats::new("r", "r/0", "b", Role::Primary);
         for _ in 0..99 {
             s.record(5, 200, None, Duration::from_millis(3));
         }
@@ -287,7 +280,7 @@ mod tests {
             "shop/checkout",
             "shop/checkout/canary",
             "checkout-canary",
-            "canary",
+            Role::Canary,
         );
         s.record(1, 200, None, Duration::from_millis(2));
         s.record(

@@ -9,7 +9,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use serde_json::Value;
+use siskin_route::{BackendReport, Role, StatsReport, WindowStats};
 
 use crate::{BuiltinMetric, MetricsProvider, ProviderError, Query};
 
@@ -67,29 +67,24 @@ impl RouterStatsProvider {
     }
 }
 
-/// Combines the windows of every rule where the backend serves the route: requests add up,
-/// the success rate is weighted by requests, and the p99 is the worst (quantiles do not add).
-pub fn combine(
-    stats: &Value,
+/// Combines the windows of every rule where the backend serves the route, over the entries of
+/// one or more routers: requests add up, the success rate is weighted by requests, and the p99
+/// is the worst (quantiles do not add).
+pub fn combine<'a>(
+    backends: impl IntoIterator<Item = &'a BackendReport>,
     route: &str,
-    backend: &str,
+    role: Role,
     window: Duration,
     metric: BuiltinMetric,
     min_samples: u64,
 ) -> Result<f64, ProviderError> {
-    let key = if window <= Duration::from_secs(10) {
-        "window10s"
-    } else {
-        "window1m"
-    };
-    let entries: Vec<&Value> = stats["backends"]
-        .as_array()
-        .ok_or_else(|| ProviderError::Decode("no backends list in /stats".into()))?
-        .iter()
-        .filter(|b| b["route"] == route && b["role"] == backend)
-        .map(|b| &b[key])
+    let short = window <= Duration::from_secs(10);
+    let entries: Vec<&WindowStats> = backends
+        .into_iter()
+        .filter(|b| b.route == route && b.role == role)
+        .map(|b| if short { &b.window_10s } else { &b.window_1m })
         .collect();
-    let requests: u64 = entries.iter().filter_map(|w| w["requests"].as_u64()).sum();
+    let requests: u64 = entries.iter().map(|w| w.requests).sum();
     if requests == 0 {
         return Err(ProviderError::NoValues);
     }
@@ -103,15 +98,13 @@ pub fn combine(
         BuiltinMetric::SuccessRate => {
             let ok: f64 = entries
                 .iter()
-                .filter_map(|w| {
-                    Some(w["requests"].as_u64()? as f64 * w["success_rate"].as_f64()? / 100.0)
-                })
+                .filter_map(|w| Some(w.requests as f64 * w.success_rate? / 100.0))
                 .sum();
             Ok(100.0 * ok / requests as f64)
         }
         BuiltinMetric::DurationP99 => entries
             .iter()
-            .filter_map(|w| w["p99_ms"].as_f64())
+            .filter_map(|w| w.p99_ms)
             .reduce(f64::max)
             .ok_or(ProviderError::NoValues),
     }
@@ -133,9 +126,16 @@ impl MetricsProvider for RouterStatsProvider {
             });
         };
         let body = self.get("/stats").await?;
-        let stats: Value =
+        let stats: StatsReport =
             serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
-        combine(&stats, route, backend, *window, *metric, self.min_samples)
+        combine(
+            &stats.backends,
+            route,
+            *backend,
+            *window,
+            *metric,
+            self.min_samples,
+        )
     }
 
     async fn health(&self) -> Result<(), ProviderError> {

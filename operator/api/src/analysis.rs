@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{duration, service::HttpMatchRequest};
+use crate::{Weight, duration, service::HttpMatchRequest};
 
 /// Default analysis interval when unset or unparsable (Flagger's `GetAnalysisInterval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -371,7 +371,7 @@ impl CanaryAnalysis {
 
     /// The weight at which the canary is promoted: the last step with `stepWeights`,
     /// else `maxWeight`, else 100.
-    pub fn max_weight(&self) -> u8 {
+    pub fn max_weight(&self) -> Weight {
         let w = match (&self.step_weights, self.max_weight) {
             (Some(steps), _) if !steps.is_empty() && self.step_weight.unwrap_or(0) <= 0 => {
                 steps.last().copied().unwrap_or(100)
@@ -379,16 +379,16 @@ impl CanaryAnalysis {
             (_, Some(m)) if m > 0 => m,
             _ => 100,
         };
-        clamp_percent(w)
+        Weight::clamped(i64::from(w))
     }
 
     /// `stepWeights` clamped to 0..=100, empty when unset.
-    pub fn step_weights(&self) -> Vec<u8> {
+    pub fn step_weights(&self) -> Vec<Weight> {
         self.step_weights
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .map(|w| clamp_percent(*w))
+            .map(|w| Weight::clamped(i64::from(*w)))
             .collect()
     }
 
@@ -408,10 +408,10 @@ impl CanaryAnalysis {
     }
 
     /// Percentage of requests mirrored (100 when unset or 0).
-    pub fn mirror_weight(&self) -> u8 {
+    pub fn mirror_weight(&self) -> Weight {
         match self.mirror_weight {
-            Some(w) if w > 0 => clamp_percent(w),
-            _ => 100,
+            Some(w) if w > 0 => Weight::clamped(i64::from(w)),
+            _ => Weight::FULL,
         }
     }
 
@@ -539,7 +539,7 @@ mod tests {
         let a = CanaryAnalysis::default();
         assert_eq!(a.interval(), Duration::from_secs(60));
         assert_eq!(a.threshold(), 1);
-        assert_eq!(a.max_weight(), 100);
+        assert_eq!(a.max_weight().get(), 100);
         assert_eq!(a.primary_ready_threshold(), 100);
         let fast = CanaryAnalysis {
             interval: Some("1s".into()),
@@ -555,13 +555,13 @@ mod tests {
             max_weight: Some(50),
             ..Default::default()
         };
-        assert_eq!(a.max_weight(), 60);
+        assert_eq!(a.max_weight().get(), 60);
         let b = CanaryAnalysis {
             step_weight: Some(10),
             max_weight: Some(30),
             ..Default::default()
         };
-        assert_eq!(b.max_weight(), 30);
+        assert_eq!(b.max_weight().get(), 30);
     }
 
     #[test]

@@ -277,6 +277,15 @@ impl CanarySpec {
         }
     }
 
+    /// The webhooks of one type, in spec order (none without an analysis).
+    pub fn analysis_hooks(&self, kind: crate::HookType) -> Vec<&crate::CanaryWebhook> {
+        self.analysis
+            .as_ref()
+            .or(self.canary_analysis.as_ref())
+            .map(|a| a.hooks(kind).collect())
+            .unwrap_or_default()
+    }
+
     /// Promote without analysis: `skipAnalysis`, or no analysis at all.
     pub fn skip_analysis(&self) -> bool {
         self.skip_analysis.unwrap_or(false)

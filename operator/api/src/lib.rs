@@ -19,6 +19,7 @@ mod resource;
 pub mod service;
 pub mod status;
 pub mod validate;
+pub mod weight;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec, AlertProviderType};
 pub use analysis::{
@@ -31,6 +32,7 @@ pub use provider::{Capabilities, Provider};
 pub use resource::ApiGroup;
 pub use service::CanaryService;
 pub use status::{CanaryStatus, Phase};
+pub use weight::Weight;
 
 /// The API version shared by both groups.
 pub const VERSION: &str = "v1beta1";

@@ -1,8 +1,10 @@
-//! Traffic providers (`spec.provider`) and what each one can execute.
+//! Traffic providers (`spec.provider`): every name Flagger accepts, and the shape of what a
+//! backend can execute ([`Capabilities`]).
 //!
 //! Unknown names are an error that names the field. Flagger falls back to Istio with a log
-//! line; we never do. The capability table follows Flagger's code (not its docs) for the
-//! providers it supports, plus Siskin's built-in router, which can do everything.
+//! line; we never do. Which providers have a backend, and what each can do, is the operator's
+//! backend registry's to say (`validate::Backends`): a name listed here without a backend is
+//! refused there.
 
 use std::{fmt, str::FromStr};
 
@@ -54,7 +56,7 @@ pub enum Provider {
     Traefik,
 }
 
-/// What a provider can execute. `validate` refuses a Canary that asks for more.
+/// What a traffic backend can execute. `validate` refuses a Canary that asks for more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {
     /// Progressive weights (canary strategy).
@@ -71,6 +73,44 @@ pub struct Capabilities {
     pub session_affinity: bool,
     /// A primary cookie (`sessionAffinity.primaryCookieName`).
     pub primary_cookie: bool,
+    /// The optional routing fields of `spec.service` it applies (JSON names: `match`,
+    /// `headers`, `timeout`, ...); any other one that is set is refused.
+    pub service_fields: &'static [&'static str],
+}
+
+// === impl Capabilities ===
+
+impl Capabilities {
+    /// Everything (used to judge the rest of a Canary whose provider has no backend, so it
+    /// gets one error, not a cascade).
+    pub const ALL: Capabilities = Capabilities {
+        weights: true,
+        header_match: true,
+        mirror: true,
+        mirror_in_canary: true,
+        mirror_weight: true,
+        session_affinity: true,
+        primary_cookie: true,
+        service_fields: &[
+            "match",
+            "retries",
+            "rewrite",
+            "mirror",
+            "headers",
+            "gateways",
+            "gatewayRefs",
+            "corsPolicy",
+            "trafficPolicy",
+            "hosts",
+            "delegation",
+            "timeout",
+            "backendTimeout",
+            "meshName",
+            "backends",
+            "headless",
+            "portDiscovery",
+        ],
+    };
 }
 
 /// A provider name that is not one we know.
@@ -129,54 +169,6 @@ impl Provider {
             SmiV1alpha2 => "smi:v1alpha2",
             SmiV1alpha3 => "smi:v1alpha3",
             Traefik => "traefik",
-        }
-    }
-
-    /// What this provider can execute (Flagger's code, `../shared/spec/flagger.md` §5.3).
-    pub fn capabilities(self) -> Capabilities {
-        use Provider::*;
-        let none = Capabilities {
-            weights: true,
-            header_match: false,
-            mirror: false,
-            mirror_in_canary: false,
-            mirror_weight: false,
-            session_affinity: false,
-            primary_cookie: false,
-        };
-        match self {
-            Builtin | Istio => Capabilities {
-                header_match: true,
-                mirror: true,
-                mirror_in_canary: true,
-                mirror_weight: true,
-                session_affinity: true,
-                primary_cookie: true,
-                ..none
-            },
-            GatewayApiV1 => Capabilities {
-                header_match: true,
-                mirror: true,
-                session_affinity: true,
-                primary_cookie: true,
-                ..none
-            },
-            GatewayApiV1beta1 => Capabilities {
-                header_match: true,
-                mirror: true,
-                session_affinity: true,
-                ..none
-            },
-            AppMesh | AppMeshV1beta2 | Contour | Gloo | Nginx => Capabilities {
-                header_match: true,
-                ..none
-            },
-            Kubernetes => Capabilities {
-                weights: false,
-                ..none
-            },
-            Apisix | Knative | Kuma | Linkerd | Osm | Skipper | SmiV1alpha1 | SmiV1alpha2
-            | SmiV1alpha3 | Traefik => none,
         }
     }
 }
@@ -277,12 +269,5 @@ mod tests {
             let e = bad.parse::<Provider>().unwrap_err();
             assert!(e.to_string().contains("builtin"), "{e}");
         }
-    }
-
-    #[test]
-    fn builtin_can_do_everything() {
-        let c = Provider::Builtin.capabilities();
-        assert!(c.weights && c.header_match && c.mirror && c.mirror_in_canary);
-        assert!(c.mirror_weight && c.session_affinity && c.primary_cookie);
     }
 }

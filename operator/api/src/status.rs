@@ -229,6 +229,11 @@ impl CanaryStatus {
             .flatten()
             .find(|c| c.r#type == r#type)
     }
+
+    /// `canaryWeight` as a [`crate::Weight`] (clamped: the CRD keeps it within 0..=100).
+    pub fn weight(&self) -> crate::Weight {
+        crate::Weight::clamped(i64::from(self.canary_weight))
+    }
 }
 
 impl fmt::Display for Verdict {

@@ -8,7 +8,7 @@ use std::{fmt, sync::OnceLock};
 use serde_json::Value;
 
 use crate::{
-    AlertProvider, ApiGroup, Canary, MetricTemplate, Provider,
+    AlertProvider, ApiGroup, Canary, Capabilities, MetricTemplate, Provider,
     analysis::{CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType, MIN_INTERVAL},
     canary::{AutoscalerKind, TargetKind},
     duration,
@@ -80,26 +80,84 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Options that are not part of the object.
-#[derive(Clone, Copy, Debug)]
-pub struct Options {
-    /// Provider used when `spec.provider` is unset (the operator's `--mesh-provider`).
-    pub default_provider: Provider,
+/// What the traffic backends can execute. The operator's backend registry answers, so a
+/// provider name that no code implements is refused here, at reconcile and in `siskin validate`.
+pub trait Backends {
+    /// The capabilities of `provider`'s backend; None when no backend implements it.
+    fn capabilities(&self, provider: Provider) -> Option<Capabilities>;
+    /// Every provider with a backend, in the registry's order.
+    fn implemented(&self) -> Vec<Provider>;
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            default_provider: Provider::Builtin,
+/// Options that are not part of the object.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// Provider used when `spec.provider` is unset (the operator's `--mesh-provider`).
+    pub default_provider: Provider,
+    /// The backends that exist.
+    pub backends: &'a dyn Backends,
+}
+
+/// The provider a Canary uses and what its backend can do.
+struct Route<'a> {
+    provider: Provider,
+    caps: Capabilities,
+    backends: &'a dyn Backends,
+}
+
+// === impl Route ===
+
+impl Route<'_> {
+    /// The implemented providers whose backend can do `f`, for a fix.
+    fn able(&self, f: impl Fn(&Capabilities) -> bool) -> String {
+        let names: Vec<&str> = self
+            .backends
+            .implemented()
+            .into_iter()
+            .filter(|p| self.backends.capabilities(*p).is_some_and(|c| f(&c)))
+            .map(Provider::name)
+            .collect();
+        if names.is_empty() {
+            "no provider of this Siskin can yet".to_string()
+        } else {
+            format!("use provider {}", names.join(" or "))
         }
     }
 }
 
 /// Validates a Canary.
-pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
+pub fn canary(c: &Canary, opts: &Options<'_>) -> Vec<Problem> {
     let mut v = Vec::new();
     let spec = &c.spec;
     let provider = spec.provider.unwrap_or(opts.default_provider);
+    let caps = match opts.backends.capabilities(provider) {
+        Some(caps) => caps,
+        None => {
+            let implemented: Vec<&str> = opts
+                .backends
+                .implemented()
+                .into_iter()
+                .map(Provider::name)
+                .collect();
+            let field = if spec.provider.is_some() {
+                "spec.provider"
+            } else {
+                "(default provider)"
+            };
+            v.push(Problem::error(
+                field,
+                format!("provider {provider} is not implemented by this Siskin yet"),
+                &format!("use one of {}", implemented.join(", ")),
+            ));
+            // Judge the rest as if the provider could do everything: one error, not a cascade.
+            Capabilities::ALL
+        }
+    };
+    let route = Route {
+        provider,
+        caps,
+        backends: opts.backends,
+    };
     match &spec.target_ref {
         None => v.push(Problem::error(
             "spec.targetRef",
@@ -138,7 +196,7 @@ pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
             }
         }
     }
-    check_service(c, provider, &mut v);
+    check_service(c, &route, &mut v);
     check_refs(c, provider, &mut v);
     if let Some(s) = spec.progress_deadline_seconds
         && s <= 0
@@ -177,13 +235,14 @@ pub fn canary(c: &Canary, opts: &Options) -> Vec<Problem> {
             } else {
                 "spec.canaryAnalysis"
             };
-            check_analysis(a, base, provider, &mut v);
+            check_analysis(a, base, &route, &mut v);
         }
     }
     v
 }
 
-fn check_service(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
+fn check_service(c: &Canary, route: &Route<'_>, v: &mut Vec<Problem>) {
+    let provider = route.provider;
     let Some(s) = &c.spec.service else {
         if provider == Provider::Knative {
             return; // Knative routes revisions itself; no Services are generated.
@@ -249,6 +308,43 @@ fn check_service(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
     for (i, m) in s.r#match.iter().flatten().enumerate() {
         check_match(&format!("spec.service.match[{i}]"), m, v);
     }
+    check_route_options(s, route, v);
+}
+
+/// The routing options of `spec.service` the backend does not apply are refused: a field that
+/// is accepted and does nothing is a bug.
+fn check_route_options(s: &crate::CanaryService, route: &Route<'_>, v: &mut Vec<Problem>) {
+    let set = [
+        ("match", s.r#match.is_some()),
+        ("retries", s.retries.is_some()),
+        ("rewrite", s.rewrite.is_some()),
+        ("mirror", s.mirror.is_some()),
+        ("headers", s.headers.is_some()),
+        ("gateways", s.gateways.is_some()),
+        ("gatewayRefs", s.gateway_refs.is_some()),
+        ("corsPolicy", s.cors_policy.is_some()),
+        ("trafficPolicy", s.traffic_policy.is_some()),
+        ("hosts", s.hosts.is_some()),
+        ("delegation", s.delegation.is_some()),
+        ("timeout", s.timeout.is_some()),
+        ("backendTimeout", s.backend_timeout.is_some()),
+        ("meshName", s.mesh_name.is_some()),
+        ("backends", s.backends.is_some()),
+        ("headless", s.headless.is_some()),
+        ("portDiscovery", s.port_discovery.is_some()),
+    ];
+    for (field, present) in set {
+        if present && !route.caps.service_fields.contains(&field) {
+            v.push(Problem::error(
+                &format!("spec.service.{field}"),
+                format!("provider {} does not apply service.{field}", route.provider),
+                &format!(
+                    "remove it, or {}",
+                    route.able(|c| c.service_fields.contains(&field))
+                ),
+            ));
+        }
+    }
 }
 
 fn check_refs(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
@@ -285,8 +381,8 @@ fn check_refs(c: &Canary, provider: Provider, v: &mut Vec<Problem>) {
     }
 }
 
-fn check_analysis(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
-    let caps = provider.capabilities();
+fn check_analysis(a: &CanaryAnalysis, base: &str, route: &Route<'_>, v: &mut Vec<Problem>) {
+    let (provider, caps) = (route.provider, route.caps);
     let p = |field: &str| format!("{base}.{field}");
     match a.interval.as_deref() {
         None => v.push(Problem::error(
@@ -339,7 +435,7 @@ fn check_analysis(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Ve
             "keep one of them",
         )),
     }
-    check_weights(a, base, provider, v);
+    check_weights(a, base, route, v);
     if !a.matches().is_empty() {
         if a.iterations() == 0 {
             v.push(Problem::error(
@@ -352,15 +448,15 @@ fn check_analysis(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Ve
             v.push(Problem::error(
                 &p("match"),
                 format!("provider {provider} cannot route by header, cookie or query"),
-                "remove match or use provider builtin, istio, gatewayapi:v1, contour, gloo, nginx or appmesh",
+                &format!("remove match, or {}", route.able(|c| c.header_match)),
             ));
         }
         for (i, m) in a.matches().iter().enumerate() {
             check_match(&format!("{base}.match[{i}]"), m, v);
         }
     }
-    check_mirror(a, base, provider, v);
-    check_session_affinity(a, base, provider, v);
+    check_mirror(a, base, route, v);
+    check_session_affinity(a, base, route, v);
     let mut names = std::collections::BTreeSet::new();
     for (i, m) in a.metrics.iter().flatten().enumerate() {
         check_metric(m, &format!("{base}.metrics[{i}]"), v);
@@ -400,7 +496,8 @@ fn check_analysis(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Ve
     }
 }
 
-fn check_weights(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
+fn check_weights(a: &CanaryAnalysis, base: &str, route: &Route<'_>, v: &mut Vec<Problem>) {
+    let provider = route.provider;
     let p = |field: &str| format!("{base}.{field}");
     let percent = |field: &str, value: Option<i32>, v: &mut Vec<Problem>| {
         if let Some(w) = value
@@ -472,30 +569,36 @@ fn check_weights(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec
         }
     }
     let weighted = a.step_weight.is_some() || a.step_weights.is_some();
-    if weighted && !provider.capabilities().weights {
+    if weighted && !route.caps.weights {
         v.push(Problem::error(
             base,
             format!("provider {provider} cannot shift traffic by weight (blue/green only)"),
-            "set iterations instead of stepWeight(s), or use provider builtin",
+            &format!(
+                "set iterations instead of stepWeight(s), or {}",
+                route.able(|c| c.weights)
+            ),
         ));
     }
 }
 
-fn check_mirror(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<Problem>) {
-    let caps = provider.capabilities();
+fn check_mirror(a: &CanaryAnalysis, base: &str, route: &Route<'_>, v: &mut Vec<Problem>) {
+    let (provider, caps) = (route.provider, route.caps);
     if a.mirror() {
         let canary_mode = a.iterations() == 0;
         if !caps.mirror {
             v.push(Problem::error(
                 &format!("{base}.mirror"),
                 format!("provider {provider} cannot mirror traffic"),
-                "remove mirror or use provider builtin, istio or gatewayapi:v1",
+                &format!("remove mirror, or {}", route.able(|c| c.mirror)),
             ));
         } else if canary_mode && !caps.mirror_in_canary {
             v.push(Problem::error(
                 &format!("{base}.mirror"),
                 format!("provider {provider} mirrors only in blue/green runs"),
-                "set iterations (blue/green) or use provider builtin or istio",
+                &format!(
+                    "set iterations (blue/green), or {}",
+                    route.able(|c| c.mirror_in_canary)
+                ),
             ));
         }
         if !a.matches().is_empty() {
@@ -517,26 +620,27 @@ fn check_mirror(a: &CanaryAnalysis, base: &str, provider: Provider, v: &mut Vec<
             v.push(Problem::error(
                 &format!("{base}.mirrorWeight"),
                 format!("provider {provider} cannot mirror a percentage"),
-                "remove mirrorWeight or use provider builtin or istio",
+                &format!(
+                    "remove mirrorWeight, or {}",
+                    route.able(|c| c.mirror_weight)
+                ),
             ));
         }
     }
 }
 
-fn check_session_affinity(
-    a: &CanaryAnalysis,
-    base: &str,
-    provider: Provider,
-    v: &mut Vec<Problem>,
-) {
+fn check_session_affinity(a: &CanaryAnalysis, base: &str, route: &Route<'_>, v: &mut Vec<Problem>) {
     let Some(s) = &a.session_affinity else { return };
-    let caps = provider.capabilities();
+    let (provider, caps) = (route.provider, route.caps);
     let path = format!("{base}.sessionAffinity");
     if !caps.session_affinity {
         v.push(Problem::error(
             &path,
             format!("provider {provider} cannot pin sessions"),
-            "remove sessionAffinity or use provider builtin, istio or gatewayapi:v1",
+            &format!(
+                "remove sessionAffinity, or {}",
+                route.able(|c| c.session_affinity)
+            ),
         ));
     }
     if s.cookie_name.is_empty() {
@@ -558,7 +662,10 @@ fn check_session_affinity(
             v.push(Problem::error(
                 &format!("{path}.primaryCookieName"),
                 format!("provider {provider} has no primary cookie"),
-                "remove primaryCookieName or use gatewayapi:v1, istio or builtin",
+                &format!(
+                    "remove primaryCookieName, or {}",
+                    route.able(|c| c.primary_cookie)
+                ),
             ));
         }
     }

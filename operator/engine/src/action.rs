@@ -1,6 +1,6 @@
 //! What the engine asks a driver to do. Every action is absolute and idempotent.
 
-use siskin_api::{HookType, Severity, service::HttpMatchRequest};
+use siskin_api::{HookType, Severity, Weight, service::HttpMatchRequest};
 
 /// One thing to do. Drivers execute a step's actions in order and stop at the first that
 /// fails (the next step retries); they confirm a [`Action::SetRoutes`] before running the
@@ -27,15 +27,14 @@ pub enum Action {
     RevertTarget,
 }
 
-/// Traffic split between primary and canary: absolute weights that always add up to 100.
+/// Traffic split between primary and canary: absolute weights that always add up to 100
+/// (only the canary's share is stored; the primary has the rest).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
-    /// Percentage to the primary.
-    pub primary: u8,
-    /// Percentage to the canary.
-    pub canary: u8,
+    /// Share of the canary.
+    canary: Weight,
     /// Percentage of primary traffic mirrored to the canary (responses discarded).
-    pub mirror: Option<u8>,
+    pub mirror: Option<Weight>,
     /// A/B conditions: requests matching them follow the weights above; all others go to the
     /// primary. Empty: the weights apply to all requests.
     pub matches: Vec<HttpMatchRequest>,
@@ -99,14 +98,12 @@ pub struct Alert {
 impl Split {
     /// All traffic to the primary.
     pub fn primary_only() -> Self {
-        Split::weights(100, 0)
+        Split::to_canary(Weight::ZERO)
     }
 
-    /// `canary`% to the canary, the rest to the primary.
-    pub fn weights(primary: u8, canary: u8) -> Self {
-        debug_assert_eq!(u16::from(primary) + u16::from(canary), 100);
+    /// `canary` to the canary, the rest to the primary.
+    pub fn to_canary(canary: Weight) -> Self {
         Split {
-            primary,
             canary,
             mirror: None,
             matches: Vec::new(),
@@ -114,10 +111,25 @@ impl Split {
         }
     }
 
-    /// Adds mirroring.
-    pub fn mirrored(mut self, percent: u8) -> Self {
+    /// The primary's share.
+    pub fn primary(&self) -> Weight {
+        self.canary.complement()
+    }
+
+    /// The canary's share.
+    pub fn canary(&self) -> Weight {
+        self.canary
+    }
+
+    /// Adds mirroring of `percent` of the primary's requests.
+    pub fn mirrored(mut self, percent: Weight) -> Self {
         self.mirror = Some(percent);
         self
+    }
+
+    /// Whether the canary sees any request (weighted, matched or mirrored).
+    pub fn exposes_canary(&self) -> bool {
+        self.canary > Weight::ZERO || self.mirror.is_some()
     }
 }
 

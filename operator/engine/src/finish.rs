@@ -1,9 +1,9 @@
 //! How a run ends: promotion traffic shift, finalising, rollback, skipped analysis, deletion.
 
-use siskin_api::{HookType, Phase, Severity};
+use siskin_api::{HookType, Phase, Severity, Weight};
 
 use crate::{
-    Action, Alert, Readiness, Scale,
+    Action, Alert, Readiness, RouteState, Scale,
     conditions::{self, until},
     step::{Cx, Flow, stall_wait},
 };
@@ -183,7 +183,12 @@ fn failed_promotion(cx: &mut Cx<'_>, msg: &str) -> Flow {
 pub(crate) fn finalising(cx: &mut Cx<'_>) -> Flow {
     cx.s.canary_weight = 0;
     cx.s.mirrored = None;
-    let on_primary = cx.obs.routes.as_ref().is_none_or(|r| r.primary == 100);
+    // Absent: nothing routes to the canary. Converging: not known yet, so wait.
+    let on_primary = match &cx.obs.routes {
+        RouteState::Absent => true,
+        RouteState::Converging => false,
+        RouteState::Applied(s) => s.primary() == Weight::FULL,
+    };
     if !on_primary {
         cx.route();
         stall_wait(

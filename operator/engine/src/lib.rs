@@ -18,8 +18,8 @@ mod run;
 mod step;
 
 pub use action::{Action, Alert, Event, EventType, Scale, Split, Sticky};
-pub use observe::{AnalysisResult, GateResult, Observations, Readiness, Workload};
-pub use step::{Need, Step, finalize, step};
+pub use observe::{AnalysisResult, GateResult, Observations, Readiness, RouteState, Workload};
+pub use step::{Need, Step, at_routing, finalize, routing, step};
 
 /// Instants, as the status stores them.
 pub type Timestamp = jiff::Timestamp;

@@ -13,8 +13,8 @@ pub struct Observations {
     pub target: Option<Workload>,
     /// The primary copy; `None` when it does not exist yet.
     pub primary: Option<Workload>,
-    /// Live routing as the traffic backend reports it; `None` when not set up yet.
-    pub routes: Option<Split>,
+    /// Live routing as the traffic backend reports it.
+    pub routes: RouteState,
     /// Outcomes of gates evaluated for this step (see [`crate::Need::Gate`]).
     pub gates: BTreeMap<HookType, GateResult>,
     /// Outcome of the analysis run for this step (see [`crate::Need::Analysis`]).
@@ -22,6 +22,19 @@ pub struct Observations {
     /// A `critical` metric that failed on live data since the last step (drivers evaluate
     /// critical metrics continuously); the run is rolled back at once.
     pub critical: Option<CheckStatus>,
+}
+
+/// Live routing, as a traffic backend reads it back from what it wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RouteState {
+    /// Nothing is set up yet (no routing objects).
+    #[default]
+    Absent,
+    /// Written, but not in place everywhere yet (a router has not loaded it, a Gateway has not
+    /// accepted its generation): what traffic does now is not known.
+    Converging,
+    /// In place, with this split.
+    Applied(Split),
 }
 
 /// A workload as observed.
@@ -78,6 +91,18 @@ impl AnalysisResult {
     /// Every check passed.
     pub fn passed(&self) -> bool {
         self.failures().next().is_none()
+    }
+}
+
+// === impl RouteState ===
+
+impl RouteState {
+    /// The split in place, if it is known.
+    pub fn applied(&self) -> Option<&Split> {
+        match self {
+            RouteState::Applied(s) => Some(s),
+            _ => None,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Progressing and WaitingPromotion: readiness, gates, checks and traffic steps.
 
 use siskin_api::{
-    DeploymentStrategy, HookType, Phase, Severity,
+    DeploymentStrategy, HookType, Phase, Severity, Weight,
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     status::{CheckStatus, Verdict},
 };
@@ -230,7 +230,7 @@ fn failed_check(cx: &mut Cx<'_>, reasons: Vec<String>) -> Flow {
 
 /// The next canary weight: `stepWeight` more, or the next entry of `stepWeights`; never
 /// above the maximum.
-pub(crate) fn next_weight(cx: &Cx<'_>, w: u8) -> u8 {
+pub(crate) fn next_weight(cx: &Cx<'_>, w: Weight) -> Weight {
     let a = &cx.analysis;
     let max = a.max_weight();
     let steps = a.step_weights();
@@ -243,9 +243,9 @@ pub(crate) fn next_weight(cx: &Cx<'_>, w: u8) -> u8 {
 }
 
 fn canary_step(cx: &mut Cx<'_>) -> Flow {
-    let w = u8::try_from(cx.s.canary_weight.clamp(0, 100)).unwrap_or(0);
+    let w = cx.s.weight();
     let mirrored = cx.s.mirrored == Some(true);
-    if cx.analysis.mirror() && !mirrored && w == 0 {
+    if cx.analysis.mirror() && !mirrored && w == Weight::ZERO {
         cx.s.mirrored = Some(true);
         cx.route();
         cx.event(

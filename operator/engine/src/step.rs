@@ -5,7 +5,7 @@ use std::{borrow::Cow, collections::BTreeMap, time::Duration};
 use sha2::{Digest, Sha256};
 use siskin_api::{
     CanaryAnalysis, CanarySpec, CanaryStatus, DeploymentStrategy, HookType, Phase, Severity,
-    canary::TargetKind,
+    Weight, canary::TargetKind,
 };
 
 use crate::{
@@ -57,6 +57,69 @@ pub fn finalize(
     let mut cx = Cx::new(spec, status, obs, now);
     let flow = finish::terminate(&mut cx);
     cx.finish(flow)
+}
+
+/// The split `status` describes under `spec`: what live routing must look like for it (the
+/// weights, A/B conditions, mirroring and session cookies of the run). `siskin render` and a
+/// driver resuming before its first step use it.
+pub fn routing(spec: &CanarySpec, status: &CanaryStatus) -> Split {
+    let obs = Observations::default();
+    let cx = Cx::new(spec, status, &obs, Timestamp::UNIX_EPOCH);
+    cx.current_split()
+}
+
+/// The status a run has while live routing sends `canary` to the canary (and mirrors when
+/// `mirrored`): what `siskin render` shows for a routing state. At 0% without mirroring an
+/// uninitialized Canary is Initialized on `target`'s revision; otherwise a run on `target`'s
+/// revision is in progress at that weight, with its session cookies issued.
+pub fn at_routing(
+    spec: &CanarySpec,
+    status: &CanaryStatus,
+    target: Option<&Workload>,
+    canary: Weight,
+    mirrored: bool,
+    now: Timestamp,
+) -> CanaryStatus {
+    let obs = Observations::default();
+    let mut cx = Cx::new(spec, status, &obs, now);
+    let running = matches!(
+        cx.s.phase,
+        Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
+    );
+    if canary == Weight::ZERO && !mirrored {
+        if matches!(cx.s.phase, Phase::Unset | Phase::Initializing)
+            && let Some(t) = target
+        {
+            let s = &mut cx.s;
+            s.phase = Phase::Initialized;
+            s.last_applied_spec = Some(t.revision.clone());
+            s.last_promoted_spec = Some(t.revision.clone());
+            s.tracked_configs = tracked(&t.configs);
+        }
+        if !running {
+            cx.s.canary_weight = 0;
+            cx.s.mirrored = None;
+        }
+    } else {
+        if !running {
+            match target {
+                Some(t) => cx.reset_run(t),
+                None => cx.s.phase = Phase::Progressing,
+            }
+        }
+        cx.s.canary_weight = i32::from(canary);
+        cx.s.mirrored = mirrored.then_some(true);
+        if cx.strategy() != DeploymentStrategy::Canary && cx.s.iterations == 0 {
+            cx.s.iterations = 1;
+        }
+        if canary > Weight::ZERO {
+            cx.issue_cookies();
+        }
+    }
+    let kind = kind_name(spec.target_kind());
+    conditions::set_conditions(&mut cx.s, kind, None, now);
+    conditions::touch(status, &mut cx.s, now);
+    cx.s
 }
 
 /// How a stage ended.
@@ -176,17 +239,15 @@ impl<'a> Cx<'a> {
     /// The split that the status describes: what routing must look like now.
     pub(crate) fn current_split(&self) -> Split {
         let s = &self.s;
-        let w = u8::try_from(s.canary_weight.clamp(0, 100)).unwrap_or(0);
         let ab = self.strategy() == DeploymentStrategy::AbTesting
             && s.iterations > 0
             && matches!(s.phase, Phase::Progressing | Phase::WaitingPromotion);
         let mut split = if ab {
-            Split {
-                matches: self.analysis.matches().to_vec(),
-                ..Split::weights(0, 100)
-            }
+            let mut s = Split::to_canary(Weight::FULL);
+            s.matches = self.analysis.matches().to_vec();
+            s
         } else {
-            Split::weights(100 - w, w)
+            Split::to_canary(s.weight())
         };
         if s.mirrored == Some(true) {
             split.mirror = Some(self.analysis.mirror_weight());

@@ -147,9 +147,9 @@ proptest! {
 
             for a in &step.actions {
                 if let Action::SetRoutes(s) = a {
-                    prop_assert_eq!(u16::from(s.primary) + u16::from(s.canary), 100);
+                    prop_assert_eq!(u16::from(s.primary().get()) + u16::from(s.canary().get()), 100);
                     if canary_strategy && step.status.phase != Phase::Failed {
-                        prop_assert!(s.canary <= max, "weight {} above maxWeight {}", s.canary, max);
+                        prop_assert!(s.canary() <= max, "weight {} above maxWeight {}", s.canary(), max);
                     }
                 }
             }
@@ -162,7 +162,7 @@ proptest! {
             }
             if failed >= threshold && u32::try_from(before.failed_checks).unwrap() < threshold {
                 prop_assert_eq!(step.status.phase, Phase::Failed);
-                let on_primary = step.actions.iter().any(|a| matches!(a, Action::SetRoutes(s) if s.primary == 100));
+                let on_primary = step.actions.iter().any(|a| matches!(a, Action::SetRoutes(s) if s.primary().get() == 100));
                 prop_assert!(on_primary, "rolled back without routing to the primary");
             }
             if let Some(w) = &step.status.wait {

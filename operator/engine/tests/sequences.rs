@@ -44,7 +44,7 @@ fn worked_sequence_istio_canary() {
         Some(Scale::Zero),
         "target scaled down after init"
     );
-    assert_eq!(sim.routes.as_ref().unwrap().primary, 100);
+    assert_eq!(sim.routes.as_ref().unwrap().primary().get(), 100);
     assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("rev-1"));
 
     sim.deploy("rev-2");
@@ -176,7 +176,7 @@ fn rollback_at_threshold_in_the_same_tick() {
         "rollback in the tick of the 3rd failure"
     );
     assert_eq!(sim.status.failed_checks, 3);
-    assert_eq!(sim.routes.as_ref().unwrap().primary, 100);
+    assert_eq!(sim.routes.as_ref().unwrap().primary().get(), 100);
     assert_eq!(sim.target_scale, Some(Scale::Zero));
     assert_eq!(
         sim.primary.as_ref().unwrap().revision,
@@ -235,7 +235,7 @@ fn blue_green_mirroring() {
         .ticks
         .iter()
         .flat_map(|t| &t.step.actions)
-        .any(|a| matches!(a, Action::SetRoutes(s) if s.mirror == Some(100) && s.canary == 0));
+        .any(|a| matches!(a, Action::SetRoutes(s) if s.mirror.map(|m| m.get()) == Some(100) && s.canary().get() == 0));
     assert!(mirrored, "mirrors before switching");
     assert!(
         sim.events()
@@ -258,7 +258,7 @@ fn canary_mirroring_precedes_weights() {
         .iter()
         .flat_map(|t| &t.step.actions)
         .filter_map(|a| match a {
-            Action::SetRoutes(s) => Some((s.canary, s.mirror)),
+            Action::SetRoutes(s) => Some((s.canary().get(), s.mirror.map(|m| m.get()))),
             _ => None,
         })
         .collect();
@@ -297,7 +297,7 @@ analysis:
     sim.deploy("rev-2");
     sim.run_until(WaitingPromotion, 40);
     let r = sim.routes.clone().unwrap();
-    assert_eq!((r.primary, r.canary), (0, 100));
+    assert_eq!((r.primary().get(), r.canary().get()), (0, 100));
     assert_eq!(
         r.matches.len(),
         1,
@@ -318,7 +318,7 @@ analysis:
     );
     sim.gates.insert(HookType::ConfirmPromotion, true);
     sim.run_until(Succeeded, 10);
-    assert_eq!(sim.routes.as_ref().unwrap().primary, 100);
+    assert_eq!(sim.routes.as_ref().unwrap().primary().get(), 100);
 }
 
 #[test]
@@ -556,7 +556,7 @@ fn primary_not_ready_during_promotion_keeps_canary_serving() {
     sim.primary_readiness = Readiness::NotReady("rolling".into());
     sim.run_until(Failed, 60);
     let r = sim.routes.clone().unwrap();
-    assert_eq!((r.primary, r.canary), (0, 100));
+    assert_eq!((r.primary().get(), r.canary().get()), (0, 100));
     assert!(
         sim.alerts()
             .iter()
@@ -564,7 +564,7 @@ fn primary_not_ready_during_promotion_keeps_canary_serving() {
     );
     // It stays there: routing is not flipped back to the broken primary.
     sim.run(3);
-    assert_eq!(sim.routes.as_ref().unwrap().canary, 100);
+    assert_eq!(sim.routes.as_ref().unwrap().canary().get(), 100);
 }
 
 #[test]
@@ -631,7 +631,7 @@ fn critical_check_rolls_back_at_once_between_intervals() {
     assert!(
         s.actions
             .iter()
-            .any(|a| matches!(a, Action::SetRoutes(r) if r.primary == 100))
+            .any(|a| matches!(a, Action::SetRoutes(r) if r.primary().get() == 100))
     );
     assert!(s.actions.contains(&Action::ScaleTarget(Scale::Zero)));
     assert!(s.actions.iter().any(|a| matches!(a, Action::Alert(al) if al.message.contains("Critical check failed: metric request-success-rate 42 < 99"))));

@@ -20,10 +20,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::Serialize;
 use siskin_analysis::{BuiltinMetric, providers::router_stats::combine};
+use siskin_route::{Role, StatsReport};
 use siskin_sample_app::App;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::standalone::driver::{Output, Report, RunOptions};
+use crate::standalone::{
+    run::RunOptions,
+    world::{Output, Report},
+};
 
 /// Arguments of `siskin demo`.
 #[derive(Debug, clap::Args)]
@@ -149,11 +153,11 @@ impl Demo {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let one = |role: &str| {
+        let stats: StatsReport = serde_json::from_slice(&body).unwrap_or_default();
+        let one = |role: Role| {
             let metric = |m| {
                 combine(
-                    &stats,
+                    &stats.backends,
                     "standalone/checkout",
                     role,
                     Duration::from_secs(10),
@@ -162,22 +166,19 @@ impl Demo {
                 )
                 .ok()
             };
-            let rate = stats["backends"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .filter(|b| b["route"] == "standalone/checkout" && b["role"] == role)
-                        .filter_map(|b| b["window10s"]["rate"].as_f64())
-                        .sum()
-                })
-                .unwrap_or(0.0);
+            let rate = stats
+                .backends
+                .iter()
+                .filter(|b| b.route == "standalone/checkout" && b.role == role)
+                .map(|b| b.window_10s.rate)
+                .sum();
             Live {
                 rate,
                 success: metric(BuiltinMetric::SuccessRate),
                 p99: metric(BuiltinMetric::DurationP99),
             }
         };
-        (one("primary"), one("canary"))
+        (one(Role::Primary), one(Role::Canary))
     }
 
     /// Waits for one of `phases`, showing progress as the mode says.
@@ -377,9 +378,10 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let opts = RunOptions {
             once: false,
             canary: Vec::new(),
+            revert: false,
             output: Output::Channel(tx),
         };
-        async move { crate::standalone::driver::run(&file, opts).await }
+        async move { crate::standalone::run::run(&file, opts).await }
     });
     let counts = Arc::new(Counts::default());
     let load = tokio::spawn(load(demo.listen, counts.clone()));

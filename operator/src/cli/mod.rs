@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod render;
 mod validate;
 
 /// Siskin: progressive delivery with its own L7 router.
@@ -19,12 +20,14 @@ pub struct Cli {
 enum Command {
     /// Check Canary, MetricTemplate and AlertProvider manifests (siskin.dev or flagger.app).
     Validate(validate::Args),
+    /// Print every object the operator would apply for a Canary at a routing state.
+    Render(render::Args),
     /// Release upstreams listed in a file through the built-in router (no Kubernetes).
     Run(RunArgs),
     /// Watch a good release promoted and a bad one rolled back, on this machine.
     Demo(demo::Args),
     /// Run the Kubernetes operator (Canaries under siskin.dev, or flagger.app).
-    Operator(Box<crate::operator::Args>),
+    Operator(Box<crate::kubernetes::Args>),
     /// Serve the sample application (version, error rate and latency set by flags).
     SampleApp(SampleAppArgs),
 }
@@ -60,12 +63,17 @@ pub struct RunArgs {
     /// Release these addresses (repeatable): they replace the file's `canary` list for this run.
     #[arg(long, value_name = "ADDR")]
     canary: Vec<String>,
+    /// Hand all traffic to the file's `canary` upstreams without analysis and retire the
+    /// primary (what `revertOnDeletion` does on Kubernetes); with --once, exit when done.
+    #[arg(long)]
+    revert: bool,
 }
 
 /// Runs the chosen command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Demo(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -76,7 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(crate::operator::run(*args))?;
+            rt.block_on(crate::kubernetes::run(*args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::SampleApp(a) => {
@@ -97,12 +105,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let opts = crate::standalone::driver::RunOptions {
+            let opts = crate::standalone::run::RunOptions {
                 once: args.once,
                 canary: args.canary,
-                output: crate::standalone::driver::Output::Print,
+                revert: args.revert,
+                output: crate::standalone::world::Output::Print,
             };
-            let phase = rt.block_on(crate::standalone::driver::run(&args.file, opts))?;
+            let phase = rt.block_on(crate::standalone::run::run(&args.file, opts))?;
             Ok(if phase == siskin_api::Phase::Failed {
                 ExitCode::FAILURE
             } else {

@@ -27,9 +27,9 @@ pub struct Args {
     strict: bool,
 }
 
+/// A provider with a backend (the registry is the one list).
 fn parse_provider(s: &str) -> Result<Provider, String> {
-    s.parse()
-        .map_err(|e: siskin_api::provider::UnknownProvider| e.to_string())
+    crate::backends::REGISTRY.resolve(s).map(|b| b.provider())
 }
 
 #[derive(Default)]
@@ -48,6 +48,7 @@ struct Tally {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let opts = Options {
         default_provider: args.mesh_provider,
+        backends: &crate::backends::REGISTRY,
     };
     let mut inputs = Vec::new();
     for p in &args.paths {
@@ -94,7 +95,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_text(name: &str, text: &str, opts: &Options, strict: bool, t: &mut Tally) {
+fn check_text(name: &str, text: &str, opts: &Options<'_>, strict: bool, t: &mut Tally) {
     for doc in parse_stream(text) {
         if doc.foreign {
             t.skipped += 1;

@@ -153,11 +153,7 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             let file: StandaloneFile =
                 serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(problems(&file), Vec::<String>::new(), "{}", path.display());
-            let errors: Vec<_> = siskin_api::validate::canary(&file.canary(), &Default::default())
-                .into_iter()
-                .filter(|p| p.is_error())
-                .collect();
+            let errors = crate::standalone::run::problems(&file);
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
             seen += 1;
         }

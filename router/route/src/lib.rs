@@ -9,9 +9,13 @@
 mod compile;
 mod duration;
 mod model;
+mod report;
 mod select;
 
 pub use compile::{CompileError, CompiledRule, Table};
 pub use duration::Duration;
 pub use model::*;
+pub use report::{
+    BackendReport, ConfigReport, ConfigStatus, Role, SiskinRule, StatsReport, WindowStats,
+};
 pub use select::{Selection, Sticky};

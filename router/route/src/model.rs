@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Duration;
+use crate::{Duration, Role};
 
 /// Everything the router serves: routes, and the endpoints of each backend.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -352,7 +352,7 @@ pub struct Backend {
     pub protocol: Protocol,
     /// The role of this backend in a release, for metrics (`primary`, `canary`); default `primary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<Role>,
 }
 
 /// Upstream protocol.

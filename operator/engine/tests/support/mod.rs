@@ -9,8 +9,8 @@ use siskin_api::{
     status::{CheckStatus, Verdict},
 };
 use siskin_engine::{
-    Action, AnalysisResult, EventType, GateResult, Need, Observations, Readiness, Scale, Split,
-    Step, Timestamp, Workload, step,
+    Action, AnalysisResult, EventType, GateResult, Need, Observations, Readiness, RouteState,
+    Scale, Split, Step, Timestamp, Workload, step,
 };
 
 pub fn spec(yaml: &str) -> CanarySpec {
@@ -73,7 +73,10 @@ impl Sim {
         Observations {
             target: self.target.clone(),
             primary: self.primary.clone(),
-            routes: self.routes.clone(),
+            routes: self
+                .routes
+                .clone()
+                .map_or(RouteState::Absent, RouteState::Applied),
             ..Default::default()
         }
     }
@@ -158,7 +161,7 @@ impl Sim {
                 }
                 Action::SetRoutes(split) => {
                     assert_eq!(
-                        u16::from(split.primary) + u16::from(split.canary),
+                        u16::from(split.primary().get()) + u16::from(split.canary().get()),
                         100,
                         "{split:?}"
                     );
@@ -254,9 +257,9 @@ impl Sim {
         let mut out: Vec<u8> = Vec::new();
         for a in self.ticks.iter().flat_map(|t| &t.step.actions) {
             if let Action::SetRoutes(s) = a
-                && out.last() != Some(&s.canary)
+                && out.last() != Some(&s.canary().get())
             {
-                out.push(s.canary);
+                out.push(s.canary().get());
             }
         }
         out

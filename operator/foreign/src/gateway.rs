@@ -1,0 +1,6 @@
+//! Gateway API (`gateway.networking.k8s.io`, standard channel), from the CRDs in
+//! `../shared/crds/gateway-api/`.
+
+/// `HTTPRoute` at `v1` (the `v1beta1` schema is the same; only the version differs).
+#[allow(missing_docs, clippy::all)]
+pub mod httproutes;

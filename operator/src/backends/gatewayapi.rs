@@ -1,0 +1,160 @@
+//! `gatewayapi:v1` and `gatewayapi:v1beta1`: the same `HTTPRoute` as `builtin`, attached to the
+//! Gateways in `service.gatewayRefs` of an external Gateway API implementation. The apex
+//! Service selects the primary's pods.
+
+use siskin_api::{Capabilities, Provider};
+use siskin_driver::RoutingIntent;
+use siskin_engine::RouteState;
+use siskin_foreign::gateway::httproutes::HttpRouteParentRefs;
+use siskin_route::ConfigReport;
+
+use super::{Context, PlanError, TrafficBackend, httproute};
+use crate::{
+    objects::{Change, Cluster, Kind, Object, ObjectRef, Read},
+    services::{self, ApexSelector},
+};
+
+/// The Gateway API backend at one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayApi {
+    /// `gateway.networking.k8s.io/v1`.
+    V1,
+    /// `gateway.networking.k8s.io/v1beta1` (no timeouts, no primary cookie, as in Flagger).
+    V1beta1,
+}
+
+impl GatewayApi {
+    fn version(self) -> &'static str {
+        match self {
+            GatewayApi::V1 => "v1",
+            GatewayApi::V1beta1 => "v1beta1",
+        }
+    }
+
+    fn shape(self, cx: &Context<'_>) -> Result<httproute::Shape, PlanError> {
+        let service = cx.canary.spec.service.as_ref();
+        let refs = service
+            .and_then(|s| s.gateway_refs.clone())
+            .unwrap_or_default();
+        if refs.is_empty() {
+            return Err(PlanError::Invalid {
+                field: "spec.service.gatewayRefs".into(),
+                message: "the gatewayapi provider needs at least one Gateway to attach the route to; list it here (name, namespace)".into(),
+            });
+        }
+        Ok(httproute::Shape {
+            version: self.version(),
+            parents: refs
+                .into_iter()
+                .map(|r| HttpRouteParentRefs {
+                    group: r.group,
+                    kind: r.kind,
+                    name: r.name,
+                    namespace: r.namespace,
+                    port: r.port,
+                    section_name: r.section_name,
+                })
+                .collect(),
+            // `service.hosts` are the route's hostnames, as with Flagger's Gateway API provider.
+            hostnames: service.and_then(|s| s.hosts.clone()).unwrap_or_default(),
+            timeouts: self == GatewayApi::V1,
+        })
+    }
+}
+
+impl TrafficBackend for GatewayApi {
+    fn provider(&self) -> Provider {
+        match self {
+            GatewayApi::V1 => Provider::GatewayApiV1,
+            GatewayApi::V1beta1 => Provider::GatewayApiV1beta1,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            weights: true,
+            header_match: true,
+            mirror: true,
+            mirror_in_canary: false,
+            mirror_weight: false,
+            session_affinity: true,
+            primary_cookie: *self == GatewayApi::V1,
+            service_fields: match self {
+                GatewayApi::V1 => &[
+                    "match",
+                    "headers",
+                    "rewrite",
+                    "mirror",
+                    "timeout",
+                    "backendTimeout",
+                    "hosts",
+                    "gatewayRefs",
+                ],
+                GatewayApi::V1beta1 => &[
+                    "match",
+                    "headers",
+                    "rewrite",
+                    "mirror",
+                    "hosts",
+                    "gatewayRefs",
+                ],
+            },
+        }
+    }
+
+    fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
+        vec![
+            Read::Named(ObjectRef::new(
+                Kind::HttpRoute(self.version()),
+                cx.namespace,
+                cx.apex(),
+            )),
+            Read::Named(ObjectRef::new(Kind::Service, cx.namespace, cx.apex())),
+        ]
+    }
+
+    fn plan(
+        &self,
+        cx: &Context<'_>,
+        intent: &RoutingIntent,
+        cluster: &Cluster,
+    ) -> Result<Vec<Object>, PlanError> {
+        Ok(vec![
+            services::apex(cx, ApexSelector::Pods(cx.primary_selector()), cluster)?,
+            httproute::plan(cx, intent, cluster, &self.shape(cx)?)?,
+        ])
+    }
+
+    /// The written split once every Gateway that reports on the route (`status.parents`) has
+    /// accepted its current generation; before that, what traffic does is not known.
+    fn observe(
+        &self,
+        cx: &Context<'_>,
+        cluster: &Cluster,
+        _routers: Option<&[ConfigReport]>,
+    ) -> Result<RouteState, PlanError> {
+        let Some(route) = httproute::existing(cx, cluster, self.version())? else {
+            return Ok(RouteState::Absent);
+        };
+        let Some(split) = httproute::observe(cx, &route) else {
+            return Ok(RouteState::Absent);
+        };
+        Ok(if httproute::accepted_by_parents(&route) {
+            RouteState::Applied(split)
+        } else {
+            RouteState::Converging
+        })
+    }
+
+    fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
+        let mut out: Vec<Change> = httproute::revert(cx, cluster, self.version())?
+            .into_iter()
+            .collect();
+        out.push(Change::Apply(services::apex(
+            cx,
+            ApexSelector::Pods(cx.canary_selector()),
+            cluster,
+        )?));
+        Ok(out)
+    }
+}

@@ -1,0 +1,656 @@
+//! The Gateway API `HTTPRoute` of the `builtin` and `gatewayapi` backends, as a pure plan over
+//! the generated type the router reads too. Rules Siskin owns are named `siskin-*`
+//! ([`SiskinRule`]); every other rule of the route is the user's and is kept.
+
+use siskin_api::{
+    Weight,
+    service::{HttpMatchRequest, StringMatch},
+};
+use siskin_driver::RoutingIntent;
+use siskin_engine::Split;
+use siskin_foreign::gateway::httproutes::{
+    HttpRoute, HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs,
+    HttpRouteRulesBackendRefsFilters, HttpRouteRulesBackendRefsFiltersResponseHeaderModifier,
+    HttpRouteRulesBackendRefsFiltersResponseHeaderModifierAdd,
+    HttpRouteRulesBackendRefsFiltersType, HttpRouteRulesFilters,
+    HttpRouteRulesFiltersRequestHeaderModifier, HttpRouteRulesFiltersRequestHeaderModifierAdd,
+    HttpRouteRulesFiltersRequestHeaderModifierSet, HttpRouteRulesFiltersRequestMirror,
+    HttpRouteRulesFiltersRequestMirrorBackendRef, HttpRouteRulesFiltersResponseHeaderModifier,
+    HttpRouteRulesFiltersResponseHeaderModifierAdd, HttpRouteRulesFiltersResponseHeaderModifierSet,
+    HttpRouteRulesFiltersType, HttpRouteRulesFiltersUrlRewrite,
+    HttpRouteRulesFiltersUrlRewritePath, HttpRouteRulesFiltersUrlRewritePathType,
+    HttpRouteRulesMatches, HttpRouteRulesMatchesHeaders, HttpRouteRulesMatchesHeadersType,
+    HttpRouteRulesMatchesMethod, HttpRouteRulesMatchesPath, HttpRouteRulesMatchesPathType,
+    HttpRouteRulesMatchesQueryParams, HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesTimeouts,
+    HttpRouteSpec,
+};
+use siskin_route::SiskinRule;
+
+use crate::{
+    backends::{Context, PlanError, owned_by},
+    objects::{Change, Cluster, Kind, Object, ObjectRef},
+};
+
+/// How a backend attaches its route.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    /// The API version written (`v1`, `v1beta1`).
+    pub version: &'static str,
+    /// Parents (Gateways, or the apex Service).
+    pub parents: Vec<HttpRouteParentRefs>,
+    /// Host names (empty: the parents decide).
+    pub hostnames: Vec<String>,
+    /// Whether `timeouts` exist at this version.
+    pub timeouts: bool,
+}
+
+/// The route as it is, if it exists.
+pub fn existing(
+    cx: &Context<'_>,
+    cluster: &Cluster,
+    version: &'static str,
+) -> Result<Option<HttpRoute>, PlanError> {
+    Ok(cluster.get(Kind::HttpRoute(version), cx.namespace, cx.apex())?)
+}
+
+/// The route for `intent`: Siskin's rules first, then the user's rules of the route as it is.
+pub fn plan(
+    cx: &Context<'_>,
+    intent: &RoutingIntent,
+    cluster: &Cluster,
+    shape: &Shape,
+) -> Result<Object, PlanError> {
+    let current = existing(cx, cluster, shape.version)?;
+    let mut rules = rules(cx, intent, shape)?;
+    rules.extend(
+        current
+            .iter()
+            .flat_map(|r| r.spec.rules.iter().flatten())
+            .filter(|r| !SiskinRule::is_owned(r.name.as_deref()))
+            .cloned(),
+    );
+    let mut meta = cx.meta(
+        cx.apex(),
+        cx.canary
+            .spec
+            .service
+            .as_ref()
+            .and_then(|s| s.apex.as_ref()),
+    );
+    let raw = cluster.raw(Kind::HttpRoute(shape.version), cx.namespace, cx.apex());
+    if !owned_by(cx, raw) {
+        meta.owner_references = None;
+    }
+    let route = HttpRoute {
+        metadata: meta,
+        spec: HttpRouteSpec {
+            parent_refs: Some(shape.parents.clone()),
+            hostnames: (!shape.hostnames.is_empty()).then(|| shape.hostnames.clone()),
+            rules: Some(rules),
+        },
+        status: None,
+    };
+    Ok(Object::new(Kind::HttpRoute(shape.version), &route))
+}
+
+/// The split Siskin's rules carry, if the route has them.
+pub fn observe(cx: &Context<'_>, route: &HttpRoute) -> Option<Split> {
+    let rule = route.spec.rules.iter().flatten().find(|r| {
+        r.name
+            .as_deref()
+            .and_then(SiskinRule::parse)
+            .is_some_and(SiskinRule::carries_split)
+    })?;
+    let canary_name = cx.canary_service();
+    let (mut canary, mut total) = (0u64, 0u64);
+    for b in rule.backend_refs.iter().flatten() {
+        let w = u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+        total += w;
+        if b.name == canary_name {
+            canary += w;
+        }
+    }
+    let mut split = Split::to_canary(Weight::share(canary, total));
+    split.mirror = rule
+        .filters
+        .iter()
+        .flatten()
+        .filter_map(|f| f.request_mirror.as_ref())
+        .find(|m| m.backend_ref.name == canary_name)
+        .map(|m| Weight::clamped(i64::from(m.percent.unwrap_or(100))));
+    Some(split)
+}
+
+/// Whether every parent that reports on the route has accepted its current generation. A
+/// route no controller reports on counts as accepted.
+pub fn accepted_by_parents(route: &HttpRoute) -> bool {
+    let generation = route.metadata.generation.unwrap_or(0);
+    route.status.iter().flat_map(|s| &s.parents).all(|p| {
+        p.conditions.iter().any(|c| {
+            c.type_ == "Accepted"
+                && c.status == "True"
+                && c.observed_generation.unwrap_or(0) >= generation
+        })
+    })
+}
+
+/// Siskin's rules out of the route: the route without them, or its deletion when no rule of
+/// the user's remains.
+pub fn revert(
+    cx: &Context<'_>,
+    cluster: &Cluster,
+    version: &'static str,
+) -> Result<Option<Change>, PlanError> {
+    let Some(mut route) = existing(cx, cluster, version)? else {
+        return Ok(None);
+    };
+    let theirs: Vec<HttpRouteRules> = route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .filter(|r| !SiskinRule::is_owned(r.name.as_deref()))
+        .cloned()
+        .collect();
+    if theirs.is_empty() {
+        return Ok(Some(Change::Delete(ObjectRef::new(
+            Kind::HttpRoute(version),
+            cx.namespace,
+            cx.apex(),
+        ))));
+    }
+    route.spec.rules = Some(theirs);
+    route.status = None;
+    route.metadata.managed_fields = None;
+    route.metadata.resource_version = None;
+    Ok(Some(Change::Apply(Object::new(
+        Kind::HttpRoute(version),
+        &route,
+    ))))
+}
+
+// === the rules ===
+
+fn backends(
+    cx: &Context<'_>,
+    port: i32,
+    split: (Weight, Weight),
+) -> Vec<HttpRouteRulesBackendRefs> {
+    let one = |name: String, weight: Weight| HttpRouteRulesBackendRefs {
+        group: Some(String::new()),
+        kind: Some("Service".into()),
+        name,
+        port: Some(port),
+        weight: Some(i32::from(weight)),
+        ..Default::default()
+    };
+    vec![
+        one(cx.primary_service(), split.0),
+        one(cx.canary_service(), split.1),
+    ]
+}
+
+fn named(rule: SiskinRule, mut r: HttpRouteRules) -> HttpRouteRules {
+    r.name = Some(rule.name().to_string());
+    r
+}
+
+/// The rules Siskin owns for `intent`.
+fn rules(
+    cx: &Context<'_>,
+    intent: &RoutingIntent,
+    shape: &Shape,
+) -> Result<Vec<HttpRouteRules>, PlanError> {
+    let port = cx.port()?;
+    let split = &intent.split;
+    let weights = (split.primary(), split.canary());
+    let route_matches = intent
+        .route_matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| to_match(m, &format!("spec.service.match[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = HttpRouteRules {
+        filters: none_if_empty(filters(cx, intent, port)?),
+        matches: none_if_empty(route_matches.clone()),
+        timeouts: timeouts(intent, shape),
+        ..Default::default()
+    };
+    if !split.matches.is_empty() {
+        // A/B: the conditions (each merged with the route's own) follow the weights; the rest
+        // of the route's traffic stays on the primary.
+        let mut matches = Vec::new();
+        for (i, m) in split.matches.iter().enumerate() {
+            let at = format!("spec.analysis.match[{i}]");
+            if intent.route_matches.is_empty() {
+                matches.push(to_match(m, &at)?);
+            }
+            for r in &intent.route_matches {
+                matches.push(to_match(&merge(r, m), &at)?);
+            }
+        }
+        return Ok(vec![
+            named(
+                SiskinRule::Ab,
+                HttpRouteRules {
+                    matches: Some(matches),
+                    backend_refs: Some(backends(cx, port, weights)),
+                    ..base.clone()
+                },
+            ),
+            named(
+                SiskinRule::Primary,
+                HttpRouteRules {
+                    backend_refs: Some(backends(cx, port, (Weight::FULL, Weight::ZERO))),
+                    filters: None,
+                    ..base
+                },
+            ),
+        ]);
+    }
+    let Some(cookies) = &intent.cookies else {
+        return Ok(vec![named(
+            SiskinRule::Canary,
+            HttpRouteRules {
+                backend_refs: Some(backends(cx, port, weights)),
+                ..base
+            },
+        )]);
+    };
+    // Session affinity in standard Gateway API terms (as Flagger writes it): each backendRef
+    // adds its cookie to its responses, and a request carrying a cookie matches a rule that
+    // sends it back to that side; the previous run's cookie is expired when it is seen.
+    let mut weighted = backends(cx, port, weights);
+    weighted[0].filters = cookies
+        .primary
+        .as_ref()
+        .map(|c| vec![set_cookie(c.to_header())]);
+    weighted[1].filters = cookies
+        .canary
+        .as_ref()
+        .map(|c| vec![set_cookie(c.to_header())]);
+    let carrying = |pair: &str| -> Vec<HttpRouteRulesMatches> {
+        let cookie = HttpRouteRulesMatchesHeaders {
+            name: "Cookie".into(),
+            r#type: Some(HttpRouteRulesMatchesHeadersType::RegularExpression),
+            value: format!("^(.*;\\s*)?{}(;.*)?$", regex_escape(pair)),
+        };
+        if route_matches.is_empty() {
+            return vec![HttpRouteRulesMatches {
+                headers: Some(vec![cookie]),
+                ..Default::default()
+            }];
+        }
+        route_matches
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.headers.get_or_insert_with(Vec::new).push(cookie.clone());
+                m
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    if let (Some(c), true) = (&cookies.canary, split.canary() > Weight::ZERO) {
+        out.push(named(
+            SiskinRule::StickyCanary,
+            HttpRouteRules {
+                matches: Some(carrying(&format!("{}={}", c.name, c.value))),
+                backend_refs: Some(backends(cx, port, (Weight::ZERO, Weight::FULL))),
+                ..base.clone()
+            },
+        ));
+    }
+    if let (Some(c), true) = (&cookies.primary, split.primary() > Weight::ZERO) {
+        out.push(named(
+            SiskinRule::StickyPrimary,
+            HttpRouteRules {
+                matches: Some(carrying(&format!("{}={}", c.name, c.value))),
+                backend_refs: Some(backends(cx, port, (Weight::FULL, Weight::ZERO))),
+                ..base.clone()
+            },
+        ));
+    }
+    if let Some(pair) = cookies.expire.as_deref() {
+        let mut filters = base.filters.clone().unwrap_or_default();
+        filters.push(HttpRouteRulesFilters {
+            r#type: HttpRouteRulesFiltersType::ResponseHeaderModifier,
+            response_header_modifier: Some(HttpRouteRulesFiltersResponseHeaderModifier {
+                add: Some(vec![HttpRouteRulesFiltersResponseHeaderModifierAdd {
+                    name: "Set-Cookie".into(),
+                    value: format!("{pair}; Max-Age=-1"),
+                }]),
+                ..Default::default()
+            }),
+            ..filter_default(HttpRouteRulesFiltersType::ResponseHeaderModifier)
+        });
+        out.push(named(
+            SiskinRule::StickyExpire,
+            HttpRouteRules {
+                matches: Some(carrying(pair)),
+                filters: Some(filters),
+                backend_refs: Some(weighted.clone()),
+                ..base.clone()
+            },
+        ));
+    }
+    out.push(named(
+        SiskinRule::Canary,
+        HttpRouteRules {
+            backend_refs: Some(weighted),
+            ..base
+        },
+    ));
+    Ok(out)
+}
+
+fn none_if_empty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn timeouts(intent: &RoutingIntent, shape: &Shape) -> Option<HttpRouteRulesTimeouts> {
+    let t = &intent.timeouts;
+    if !shape.timeouts || (t.request.is_none() && t.backend_request.is_none()) {
+        return None;
+    }
+    Some(HttpRouteRulesTimeouts {
+        request: t.request.clone(),
+        backend_request: t.backend_request.clone(),
+    })
+}
+
+fn set_cookie(value: String) -> HttpRouteRulesBackendRefsFilters {
+    HttpRouteRulesBackendRefsFilters {
+        cors: None,
+        extension_ref: None,
+        request_header_modifier: None,
+        request_mirror: None,
+        request_redirect: None,
+        response_header_modifier: Some(HttpRouteRulesBackendRefsFiltersResponseHeaderModifier {
+            add: Some(vec![
+                HttpRouteRulesBackendRefsFiltersResponseHeaderModifierAdd {
+                    name: "Set-Cookie".into(),
+                    value,
+                },
+            ]),
+            ..Default::default()
+        }),
+        r#type: HttpRouteRulesBackendRefsFiltersType::ResponseHeaderModifier,
+        url_rewrite: None,
+    }
+}
+
+fn filter_default(kind: HttpRouteRulesFiltersType) -> HttpRouteRulesFilters {
+    HttpRouteRulesFilters {
+        cors: None,
+        extension_ref: None,
+        request_header_modifier: None,
+        request_mirror: None,
+        request_redirect: None,
+        response_header_modifier: None,
+        r#type: kind,
+        url_rewrite: None,
+    }
+}
+
+/// The rule filters: `service.headers`, `service.rewrite`, `service.mirror`, and the release's
+/// mirror to the canary.
+fn filters(
+    cx: &Context<'_>,
+    intent: &RoutingIntent,
+    port: i32,
+) -> Result<Vec<HttpRouteRulesFilters>, PlanError> {
+    let mut out = Vec::new();
+    let service = cx.canary.spec.service.as_ref();
+    if let Some(h) = service.and_then(|s| s.headers.as_ref()) {
+        if let Some(ops) = &h.request {
+            out.push(HttpRouteRulesFilters {
+                request_header_modifier: Some(HttpRouteRulesFiltersRequestHeaderModifier {
+                    set: pairs(ops.set.as_ref(), |name, value| {
+                        HttpRouteRulesFiltersRequestHeaderModifierSet { name, value }
+                    }),
+                    add: pairs(ops.add.as_ref(), |name, value| {
+                        HttpRouteRulesFiltersRequestHeaderModifierAdd { name, value }
+                    }),
+                    remove: ops.remove.clone(),
+                }),
+                ..filter_default(HttpRouteRulesFiltersType::RequestHeaderModifier)
+            });
+        }
+        if let Some(ops) = &h.response {
+            out.push(HttpRouteRulesFilters {
+                response_header_modifier: Some(HttpRouteRulesFiltersResponseHeaderModifier {
+                    set: pairs(ops.set.as_ref(), |name, value| {
+                        HttpRouteRulesFiltersResponseHeaderModifierSet { name, value }
+                    }),
+                    add: pairs(ops.add.as_ref(), |name, value| {
+                        HttpRouteRulesFiltersResponseHeaderModifierAdd { name, value }
+                    }),
+                    remove: ops.remove.clone(),
+                }),
+                ..filter_default(HttpRouteRulesFiltersType::ResponseHeaderModifier)
+            });
+        }
+    }
+    if let Some(r) = service.and_then(|s| s.rewrite.as_ref()) {
+        let path = r.uri.as_ref().map(|uri| {
+            if r.r#type.as_deref() == Some("ReplaceFullPath") {
+                HttpRouteRulesFiltersUrlRewritePath {
+                    r#type: HttpRouteRulesFiltersUrlRewritePathType::ReplaceFullPath,
+                    replace_full_path: Some(uri.clone()),
+                    replace_prefix_match: None,
+                }
+            } else {
+                HttpRouteRulesFiltersUrlRewritePath {
+                    r#type: HttpRouteRulesFiltersUrlRewritePathType::ReplacePrefixMatch,
+                    replace_full_path: None,
+                    replace_prefix_match: Some(uri.clone()),
+                }
+            }
+        });
+        out.push(HttpRouteRulesFilters {
+            url_rewrite: Some(HttpRouteRulesFiltersUrlRewrite {
+                hostname: r.authority.clone(),
+                path,
+            }),
+            ..filter_default(HttpRouteRulesFiltersType::UrlRewrite)
+        });
+    }
+    for m in service
+        .and_then(|s| s.mirror.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let b = &m.backend_ref;
+        out.push(mirror(
+            HttpRouteRulesFiltersRequestMirrorBackendRef {
+                group: b.group.clone(),
+                kind: b.kind.clone(),
+                name: b.name.clone(),
+                namespace: b.namespace.clone(),
+                port: b.port,
+            },
+            None,
+        ));
+    }
+    if let Some(pct) = intent.split.mirror {
+        out.push(mirror(
+            HttpRouteRulesFiltersRequestMirrorBackendRef {
+                group: Some(String::new()),
+                kind: Some("Service".into()),
+                name: cx.canary_service(),
+                namespace: None,
+                port: Some(port),
+            },
+            Some(pct),
+        ));
+    }
+    Ok(out)
+}
+
+fn mirror(
+    backend_ref: HttpRouteRulesFiltersRequestMirrorBackendRef,
+    percent: Option<Weight>,
+) -> HttpRouteRulesFilters {
+    HttpRouteRulesFilters {
+        request_mirror: Some(HttpRouteRulesFiltersRequestMirror {
+            backend_ref,
+            fraction: None,
+            percent: percent.map(i32::from),
+        }),
+        ..filter_default(HttpRouteRulesFiltersType::RequestMirror)
+    }
+}
+
+fn pairs<T>(
+    map: Option<&std::collections::BTreeMap<String, String>>,
+    f: impl Fn(String, String) -> T,
+) -> Option<Vec<T>> {
+    map.map(|m| m.iter().map(|(k, v)| f(k.clone(), v.clone())).collect())
+}
+
+/// An A/B condition merged into one of the route's own: its headers and query parameters
+/// override, its path and method apply when the route's has none (as Flagger merges them).
+fn merge(route: &HttpMatchRequest, ab: &HttpMatchRequest) -> HttpMatchRequest {
+    let mut m = route.clone();
+    if let Some(h) = &ab.headers {
+        m.headers
+            .get_or_insert_with(Default::default)
+            .extend(h.clone());
+    }
+    if let Some(q) = &ab.query_params {
+        m.query_params
+            .get_or_insert_with(Default::default)
+            .extend(q.clone());
+    }
+    if m.uri.is_none() {
+        m.uri = ab.uri.clone();
+    }
+    if m.method.is_none() {
+        m.method = ab.method.clone();
+    }
+    m
+}
+
+/// A string condition as a Gateway API value match: exact stays exact, anything else becomes a
+/// regular expression.
+fn string_match(m: &StringMatch) -> (bool, String) {
+    if let Some(v) = &m.exact {
+        (true, v.clone())
+    } else if let Some(v) = &m.prefix {
+        (false, format!("^{}.*", regex_escape(v)))
+    } else if let Some(v) = &m.suffix {
+        (false, format!(".*{}$", regex_escape(v)))
+    } else {
+        (false, m.regex.clone().unwrap_or_else(|| ".*".into()))
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A Flagger match (Istio's shape) as a Gateway API `HTTPRouteMatch`; conditions Gateway API
+/// cannot express are an error naming the field.
+fn to_match(m: &HttpMatchRequest, at: &str) -> Result<HttpRouteRulesMatches, PlanError> {
+    let unsupported = [
+        ("scheme", m.scheme.is_some()),
+        ("authority", m.authority.is_some()),
+        ("port", m.port.is_some()),
+        ("sourceLabels", m.source_labels.is_some()),
+        ("gateways", m.gateways.is_some()),
+        ("ignoreUriCase", m.ignore_uri_case.is_some()),
+        ("withoutHeaders", m.without_headers.is_some()),
+        ("sourceNamespace", m.source_namespace.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(PlanError::Invalid {
+            field: format!("{at}.{field}"),
+            message: format!(
+                "a Gateway API route cannot match on {field}; remove it (uri, method, headers and queryParams can be matched)"
+            ),
+        });
+    }
+    let path = m.uri.as_ref().map(|uri| {
+        let (r#type, value) = match (&uri.exact, &uri.prefix) {
+            (Some(v), _) => (HttpRouteRulesMatchesPathType::Exact, v.clone()),
+            (None, Some(v)) => (HttpRouteRulesMatchesPathType::PathPrefix, v.clone()),
+            _ => (
+                HttpRouteRulesMatchesPathType::RegularExpression,
+                string_match(uri).1,
+            ),
+        };
+        HttpRouteRulesMatchesPath {
+            r#type: Some(r#type),
+            value: Some(value),
+        }
+    });
+    let method = match m.method.as_ref() {
+        None => None,
+        Some(sm) => Some(method(sm).ok_or_else(|| PlanError::Invalid {
+            field: format!("{at}.method"),
+            message: "a Gateway API route matches one method exactly; use exact: GET (or POST, PUT, ...)".into(),
+        })?),
+    };
+    let headers = m.headers.as_ref().map(|h| {
+        h.iter()
+            .map(|(name, sm)| {
+                let (exact, value) = string_match(sm);
+                HttpRouteRulesMatchesHeaders {
+                    name: name.clone(),
+                    r#type: Some(if exact {
+                        HttpRouteRulesMatchesHeadersType::Exact
+                    } else {
+                        HttpRouteRulesMatchesHeadersType::RegularExpression
+                    }),
+                    value,
+                }
+            })
+            .collect()
+    });
+    let query_params = m.query_params.as_ref().map(|q| {
+        q.iter()
+            .map(|(name, sm)| {
+                let (exact, value) = string_match(sm);
+                HttpRouteRulesMatchesQueryParams {
+                    name: name.clone(),
+                    r#type: Some(if exact {
+                        HttpRouteRulesMatchesQueryParamsType::Exact
+                    } else {
+                        HttpRouteRulesMatchesQueryParamsType::RegularExpression
+                    }),
+                    value,
+                }
+            })
+            .collect()
+    });
+    Ok(HttpRouteRulesMatches {
+        headers,
+        method,
+        path,
+        query_params,
+    })
+}
+
+fn method(m: &StringMatch) -> Option<HttpRouteRulesMatchesMethod> {
+    use HttpRouteRulesMatchesMethod::*;
+    Some(match m.exact.as_deref()?.to_ascii_uppercase().as_str() {
+        "GET" => Get,
+        "HEAD" => Head,
+        "POST" => Post,
+        "PUT" => Put,
+        "DELETE" => Delete,
+        "CONNECT" => Connect,
+        "OPTIONS" => Options,
+        "TRACE" => Trace,
+        "PATCH" => Patch,
+        _ => return None,
+    })
+}

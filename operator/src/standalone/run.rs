@@ -1,0 +1,208 @@
+//! `siskin run`: the standalone adapter of the driver — upstreams listed in a file, the router
+//! in-process.
+//!
+//! Every step: read the file again if it changed, keep the upstreams' processes running, and
+//! run one driver step in the file's world (routes are written for the in-process router,
+//! which reloads them atomically; the status is persisted next to the file so a killed run
+//! resumes where it stopped). Between steps the critical checks are watched on the router's
+//! live statistics.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use siskin_analysis::providers::router_stats::{DEFAULT_MIN_SAMPLES, RouterStatsProvider};
+use siskin_api::{Phase, validate};
+use siskin_driver::{Release, Seams, Subject, SystemClock, watch_critical};
+use siskin_router::{Options, Router, Source};
+
+use super::{
+    spec::{StandaloneFile, Upstream},
+    world::{FileWorld, Output},
+};
+use crate::{backends::REGISTRY, hooks::HttpWebhooks};
+
+/// Why metrics other than the built-in ones have no value here.
+const UNSUPPORTED: &str =
+    "standalone mode runs the built-in checks only (request-success-rate, request-duration)";
+
+/// How often critical checks read the live window between steps.
+const CRITICAL_POLL: Duration = Duration::from_millis(200);
+
+/// Options of a run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Stop once the current release has settled, returning its phase.
+    pub once: bool,
+    /// Canary addresses given on the command line: they replace the file's `canary` list.
+    pub canary: Vec<String>,
+    /// Hand traffic back to the file's `canary` upstreams without analysis and retire the
+    /// primary (the standalone `revertOnDeletion`).
+    pub revert: bool,
+    /// Where reports go.
+    pub output: Output,
+}
+
+/// Reads and parses a standalone file.
+pub fn load(path: &Path) -> anyhow::Result<StandaloneFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a valid standalone file", path.display()))
+}
+
+/// The problems `siskin run` refuses a file for: its own rules and the Canary's.
+pub fn problems(file: &StandaloneFile) -> Vec<String> {
+    let mut errors = super::spec::problems(file);
+    errors.extend(
+        validate::canary(
+            &file.canary(),
+            &validate::Options {
+                default_provider: siskin_api::Provider::Builtin,
+                backends: &REGISTRY,
+            },
+        )
+        .iter()
+        .filter(|p| p.is_error())
+        .map(ToString::to_string),
+    );
+    errors
+}
+
+/// Runs the release described by `path` until interrupted or, with `once`, until the current
+/// release settles; returns the phase it settled in.
+pub async fn run(path: &Path, opts: RunOptions) -> anyhow::Result<Phase> {
+    let canary_override: Vec<Upstream> = opts
+        .canary
+        .iter()
+        .map(|a| Upstream::Address(a.clone()))
+        .collect();
+    let mut file = load(path)?;
+    if !canary_override.is_empty() {
+        file.canary = canary_override.clone();
+    }
+    let errors = problems(&file);
+    if !errors.is_empty() {
+        for p in &errors {
+            eprintln!("{}: {p}", path.display());
+        }
+        anyhow::bail!("{} has {} error(s)", path.display(), errors.len());
+    }
+    let world = FileWorld::new(path, file.clone(), canary_override, opts.output.clone())?;
+    let status = world.status();
+    if status.phase != Phase::Unset {
+        world.say(format!(
+            "resuming {} at {} (weight {})",
+            file.name, status.phase, status.canary_weight
+        ));
+    }
+    // The router starts on the routes the status describes, so a resumed run serves at once.
+    let config = world
+        .routes_for(&file.canary().spec)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    world
+        .write_routes(&config)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let router = Router::new(Options {
+        source: Source::File(world.routes_path().to_path_buf()),
+        listen: file.listen,
+        admin: file.admin_addr,
+        max_concurrent: 10_000,
+        max_header_bytes: 64 * 1024,
+        max_body_bytes: 0,
+        connect_timeout: Duration::from_secs(2),
+        drain_timeout: Duration::from_secs(5),
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    tokio::spawn(router.run());
+    world.say(format!(
+        "{}: serving on {}, admin on {}",
+        file.name, file.listen, file.admin_addr
+    ));
+    let result = drive(&world, &opts).await;
+    world.stop_all();
+    result
+}
+
+async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
+    let metrics = RouterStatsProvider::new(
+        format!("http://{}", world.file().admin_addr),
+        DEFAULT_MIN_SAMPLES,
+    );
+    let webhooks = HttpWebhooks::default();
+    let seams = Seams {
+        platform: world,
+        traffic: world,
+        metrics: &metrics,
+        webhooks: &webhooks,
+        notifier: world,
+        events: world,
+        store: world,
+        clock: &SystemClock,
+    };
+    let mut critical = None;
+    loop {
+        world.reload_file();
+        world.reconcile_processes();
+        let file = world.file();
+        let canary = file.canary();
+        let before = world.status();
+        let route = file.route();
+        let subject = Subject {
+            route: &route,
+            unsupported: UNSUPPORTED,
+        };
+        let release = Release {
+            name: &file.name,
+            namespace: "standalone",
+            spec: &canary.spec,
+            status: &before,
+            deleting: opts.revert,
+            subject,
+        };
+        let outcome = match siskin_driver::step(&release, &seams, critical.take()).await {
+            Ok(o) => o,
+            Err(e) if e.is_transient() => {
+                world.say(format!("step failed, retrying: {e}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        };
+        let phase = outcome.status.phase;
+        if before.phase != phase {
+            world.say(format!(
+                "phase {phase} (canary weight {})",
+                outcome.status.canary_weight
+            ));
+        }
+        let settled = if opts.revert {
+            phase == Phase::Terminated
+        } else {
+            matches!(phase, Phase::Succeeded | Phase::Failed)
+        };
+        if opts.once && settled {
+            return Ok(phase);
+        }
+        // Between steps, watch the critical checks (fast failure).
+        let wait = outcome
+            .requeue_after
+            .clamp(CRITICAL_POLL, Duration::from_secs(2));
+        critical = watch_critical(
+            &canary.spec,
+            &outcome.status,
+            subject,
+            &metrics,
+            &SystemClock,
+            CRITICAL_POLL,
+            wait,
+        )
+        .await;
+        if let Some(f) = &critical {
+            world.say(format!(
+                "critical check failed on live data: {} = {}",
+                f.name,
+                f.value.map_or("-".into(), |v| format!("{v:.1}"))
+            ));
+        }
+    }
+}
