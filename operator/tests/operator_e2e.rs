@@ -1347,3 +1347,114 @@ async fn kubernetes_provider_does_blue_green_with_the_service_selector() {
         op.log()
     );
 }
+
+/// Fast failure on the real API server: a canary failing 50 % of its requests at weight 10 is
+/// rolled back from the router fleet's live window between steps, long before the interval
+/// (10 s) and the threshold (5 failed checks) would. Prints the time from the first failing
+/// canary request to the router serving 100 % primary (recorded in docs/analysis.md; a
+/// measurement, not a timed assertion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_check_rolls_back_from_live_statistics_between_steps() {
+    let sc = scene("op-fastfail").await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"analysis": {"interval": "10s", "threshold": 5, "maxWeight": 50, "stepWeight": 10,
+            "metrics": [{"name": "request-success-rate", "critical": true,
+                "thresholdRange": {"min": 99}, "interval": "1m"}]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    // About 200 requests a second through the router: 20 a second reach the canary at 10 %.
+    let first_failure: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let host = format!("podinfo.{}", sc.ns);
+    let port = sc.router.port;
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (first, host) = (first_failure.clone(), host.clone());
+            tokio::spawn(async move {
+                let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+                    hyper_util::client::legacy::Client::builder(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .build_http();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let req = http::Request::get(format!("http://127.0.0.1:{port}/"))
+                        .header("host", &host)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    if let Ok(resp) = client.request(req).await
+                        && resp.status() == http::StatusCode::INTERNAL_SERVER_ERROR
+                    {
+                        first.lock().unwrap().get_or_insert_with(Instant::now);
+                    }
+                }
+            })
+        })
+        .collect();
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0.5")).await;
+    // The router's own view: when does it serve the canary no traffic any more?
+    let admin_url = format!("http://127.0.0.1:{}/config", sc.router.admin);
+    let route = format!("{}/podinfo", sc.ns);
+    let http: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let started = Instant::now();
+    let back = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no rollback; status {:#}\n{}",
+            canary_status(&sc.admin, &sc.ns, "siskin.dev").await,
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if first_failure.lock().unwrap().is_none() {
+            continue;
+        }
+        let Ok(resp) = http.get(admin_url.parse().unwrap()).await else {
+            continue;
+        };
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let report: siskin_route::ConfigReport = serde_json::from_slice(&body).unwrap();
+        if report.served_weights(&route).is_some_and(|(_, c)| c == 0) {
+            break Instant::now();
+        }
+    };
+    let first = first_failure.lock().unwrap().unwrap();
+    let took = back.duration_since(first);
+    eprintln!(
+        "[fast failure] first failing canary request -> router serving 100% primary: {} ms",
+        took.as_millis()
+    );
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Failed",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        s["failedChecks"].as_i64().unwrap_or(0) < 5,
+        "rolled back by the critical check, not the threshold: {s:#}"
+    );
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter()
+            .any(|(_, _, m)| m.contains("critical check failed: metric request-success-rate")),
+        "{ev:#?}"
+    );
+    for w in workers {
+        w.abort();
+    }
+}
