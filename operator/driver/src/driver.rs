@@ -224,7 +224,7 @@ async fn execute(
     match action {
         Action::InitializePrimary => seams.platform.initialize_primary().await,
         Action::SetRoutes(split) => {
-            let intent = RoutingIntent::resolve(release.spec, split);
+            let intent = RoutingIntent::resolve(release.spec, split)?;
             seams.traffic.apply(&intent).await?;
             if scales_down {
                 confirm(seams, split).await?;

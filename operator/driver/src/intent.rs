@@ -2,15 +2,26 @@
 //! the spec once, so no traffic backend reaches back into the spec for cookie attributes or
 //! timeouts.
 
-use siskin_api::{CanarySpec, Weight, analysis::SessionAffinity, service::HttpMatchRequest};
+use siskin_api::{
+    CanarySpec, Weight,
+    analysis::SessionAffinity,
+    service::{HttpMatchRequest, StringMatch},
+};
 use siskin_engine::Split;
-use siskin_route::SessionCookie;
+use siskin_route::{Match, PathMatch, PathMatchType, SessionCookie, ValueMatch, ValueMatchType};
+
+use crate::Error;
 
 /// Routing as it must be now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoutingIntent {
-    /// Weights, mirroring and A/B conditions, as the engine decided.
+    /// Weights and mirroring, as the engine decided.
     pub split: Split,
+    /// A/B: only requests matching one of these follow the weights; every other request of the
+    /// route goes to the primary. Each is an `analysis.match` entry merged with each of the
+    /// route's own (`service.match`; its headers and query parameters win, as in Flagger).
+    /// Empty: the weights apply to every request.
+    pub ab_matches: Vec<Match>,
     /// Session affinity cookies of this run, with their attributes.
     pub cookies: Option<Cookies>,
     /// Request timeouts of the route (`service.timeout`, `service.backendTimeout`), Gateway
@@ -18,7 +29,7 @@ pub struct RoutingIntent {
     pub timeouts: Timeouts,
     /// The route's own conditions (`service.match`): requests that match none of them are not
     /// the route's. Empty: every request.
-    pub route_matches: Vec<HttpMatchRequest>,
+    pub route_matches: Vec<Match>,
 }
 
 /// Session affinity cookies: each side sets its cookie on its responses, and a request that
@@ -45,8 +56,9 @@ pub struct Timeouts {
 // === impl RoutingIntent ===
 
 impl RoutingIntent {
-    /// The intent for `split` under `spec`.
-    pub fn resolve(spec: &CanarySpec, split: &Split) -> RoutingIntent {
+    /// The intent for `split` under `spec`; a condition no router can match on is an error
+    /// naming the field.
+    pub fn resolve(spec: &CanarySpec, split: &Split) -> Result<RoutingIntent, Error> {
         let analysis = spec.analysis();
         let sa = analysis.session_affinity.as_ref();
         let interval = i64::try_from(analysis.interval().as_secs()).unwrap_or(60);
@@ -58,20 +70,34 @@ impl RoutingIntent {
             expire: s.previous.clone(),
         });
         let service = spec.service.as_ref();
-        RoutingIntent {
+        let own = service
+            .and_then(|s| s.r#match.as_deref())
+            .unwrap_or_default();
+        let route_matches = own
+            .iter()
+            .enumerate()
+            .map(|(i, m)| condition(m, &format!("spec.service.match[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ab_matches = Vec::new();
+        for (i, m) in split.matches.iter().enumerate() {
+            let at = format!("spec.analysis.match[{i}]");
+            if own.is_empty() {
+                ab_matches.push(condition(m, &at)?);
+            }
+            for r in own {
+                ab_matches.push(condition(&merge(r, m), &at)?);
+            }
+        }
+        Ok(RoutingIntent {
             split: split.clone(),
+            ab_matches,
             cookies,
             timeouts: Timeouts {
                 request: service.and_then(|s| s.timeout.clone()),
                 backend_request: service.and_then(|s| s.backend_timeout.clone()),
             },
-            route_matches: service.and_then(|s| s.r#match.clone()).unwrap_or_default(),
-        }
-    }
-
-    /// All traffic to the primary.
-    pub fn primary_only(spec: &CanarySpec) -> RoutingIntent {
-        RoutingIntent::resolve(spec, &Split::primary_only())
+            route_matches,
+        })
     }
 
     /// The canary's share.
@@ -103,4 +129,201 @@ pub fn session_cookie(
         partitioned: sa.and_then(|s| s.partitioned).unwrap_or(false),
         same_site: sa.and_then(|s| s.same_site).map(|v| format!("{v:?}")),
     })
+}
+
+/// An A/B condition merged into one of the route's own: its headers and query parameters
+/// override, its path and method apply when the route's has none (as Flagger merges them).
+fn merge(route: &HttpMatchRequest, ab: &HttpMatchRequest) -> HttpMatchRequest {
+    let mut m = route.clone();
+    if let Some(h) = &ab.headers {
+        m.headers
+            .get_or_insert_with(Default::default)
+            .extend(h.clone());
+    }
+    if let Some(q) = &ab.query_params {
+        m.query_params
+            .get_or_insert_with(Default::default)
+            .extend(q.clone());
+    }
+    if m.uri.is_none() {
+        m.uri = ab.uri.clone();
+    }
+    if m.method.is_none() {
+        m.method = ab.method.clone();
+    }
+    m
+}
+
+/// `s` with the characters a regular expression gives meaning escaped.
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A string condition as an exact value or a regular expression matching the whole value
+/// (anchored, so it means the same to a router that matches whole values and to one that
+/// searches).
+fn value(m: &StringMatch) -> (ValueMatchType, String) {
+    if let Some(v) = &m.exact {
+        (ValueMatchType::Exact, v.clone())
+    } else if let Some(v) = &m.prefix {
+        (
+            ValueMatchType::RegularExpression,
+            format!("^{}.*$", regex_escape(v)),
+        )
+    } else if let Some(v) = &m.suffix {
+        (
+            ValueMatchType::RegularExpression,
+            format!("^.*{}$", regex_escape(v)),
+        )
+    } else {
+        (
+            ValueMatchType::RegularExpression,
+            m.regex.clone().unwrap_or_else(|| ".*".into()),
+        )
+    }
+}
+
+/// A Flagger match (Istio's shape) as a request condition routers can check: path, method,
+/// headers and query parameters. Anything else is an error naming the field.
+fn condition(m: &HttpMatchRequest, at: &str) -> Result<Match, Error> {
+    let unsupported = [
+        ("scheme", m.scheme.is_some()),
+        ("authority", m.authority.is_some()),
+        ("port", m.port.is_some()),
+        ("sourceLabels", m.source_labels.is_some()),
+        ("gateways", m.gateways.is_some()),
+        ("ignoreUriCase", m.ignore_uri_case.is_some()),
+        ("withoutHeaders", m.without_headers.is_some()),
+        ("sourceNamespace", m.source_namespace.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(Error::invalid(
+            format!("{at}.{field}"),
+            format!(
+                "the route cannot match on {field}; remove it (uri, method, headers and queryParams can be matched)"
+            ),
+        ));
+    }
+    let pairs = |map: &Option<std::collections::BTreeMap<String, StringMatch>>| {
+        map.iter()
+            .flatten()
+            .map(|(name, sm)| {
+                let (kind, value) = value(sm);
+                ValueMatch {
+                    kind,
+                    name: name.clone(),
+                    value,
+                }
+            })
+            .collect()
+    };
+    let path = m.uri.as_ref().map(|uri| match (&uri.exact, &uri.prefix) {
+        (Some(v), _) => PathMatch {
+            kind: PathMatchType::Exact,
+            value: v.clone(),
+        },
+        (None, Some(v)) => PathMatch {
+            kind: PathMatchType::PathPrefix,
+            value: v.clone(),
+        },
+        _ => PathMatch {
+            kind: PathMatchType::RegularExpression,
+            value: value(uri).1,
+        },
+    });
+    const METHODS: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let method = match &m.method {
+        None => None,
+        Some(sm) => Some(
+            sm.exact
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .filter(|v| METHODS.contains(&v.as_str()))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("{at}.method"),
+                        "a route matches one HTTP method exactly; use exact: GET (or POST, PUT, ...)",
+                    )
+                })?,
+        ),
+    };
+    Ok(Match {
+        path,
+        headers: pairs(&m.headers),
+        query_params: pairs(&m.query_params),
+        method,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn spec(yaml: &str) -> CanarySpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn ab(m: &str) -> Split {
+        let mut s = Split::to_canary(Weight::FULL);
+        s.matches = vec![serde_yaml::from_str(m).unwrap()];
+        s
+    }
+
+    #[test]
+    fn conditions_are_resolved_once_for_every_router() {
+        let i = RoutingIntent::resolve(
+            &spec("analysis: {}"),
+            &ab("{headers: {x-user: {prefix: a.b}}, method: {exact: get}}"),
+        )
+        .unwrap();
+        let m = &i.ab_matches[0];
+        assert_eq!(m.headers[0].kind, ValueMatchType::RegularExpression);
+        assert_eq!(m.headers[0].value, "^a\\.b.*$");
+        assert_eq!(m.method.as_deref(), Some("GET"));
+    }
+
+    #[test]
+    fn ab_conditions_merge_with_the_routes_own() {
+        let i = RoutingIntent::resolve(
+            &spec("service: {match: [{uri: {prefix: /api}}, {uri: {prefix: /v2}}]}"),
+            &ab("{headers: {x-canary: {exact: insider}}}"),
+        )
+        .unwrap();
+        assert_eq!(i.route_matches.len(), 2);
+        assert_eq!(i.ab_matches.len(), 2, "one per route condition");
+        assert!(
+            i.ab_matches
+                .iter()
+                .all(|m| m.path.is_some() && m.headers[0].value == "insider")
+        );
+    }
+
+    #[test]
+    fn what_no_router_can_match_is_named() {
+        let e = RoutingIntent::resolve(&spec("analysis: {}"), &ab("{sourceLabels: {app: x}}"))
+            .unwrap_err();
+        assert_eq!(e.kind(), "invalid");
+        assert!(
+            e.to_string()
+                .starts_with("spec.analysis.match[0].sourceLabels:"),
+            "{e}"
+        );
+        let e = RoutingIntent::resolve(&spec("analysis: {}"), &ab("{method: {prefix: G}}"))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("spec.analysis.match[0].method:"),
+            "{e}"
+        );
+    }
 }

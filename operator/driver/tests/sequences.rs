@@ -225,7 +225,16 @@ analysis:
         })
         .unwrap();
     assert_eq!(intent.canary().get(), 100);
-    assert_eq!(intent.split.matches.len(), 1, "the A/B condition travels");
+    assert_eq!(
+        intent.ab_matches.len(),
+        1,
+        "the A/B condition travels, merged with the route's own"
+    );
+    assert_eq!(intent.ab_matches[0].headers[0].value, "insider");
+    assert_eq!(
+        intent.ab_matches[0].path.as_ref().map(|p| p.value.as_str()),
+        Some("/api")
+    );
     assert_eq!(
         intent.route_matches.len(),
         1,

@@ -2,11 +2,8 @@
 //! the generated type the router reads too. Rules Siskin owns are named `siskin-*`
 //! ([`SiskinRule`]); every other rule of the route is the user's and is kept.
 
-use siskin_api::{
-    Weight,
-    service::{HttpMatchRequest, StringMatch},
-};
-use siskin_driver::RoutingIntent;
+use siskin_api::Weight;
+use siskin_driver::{RoutingIntent, regex_escape};
 use siskin_engine::Split;
 use siskin_foreign::gateway::httproutes::{
     HttpRoute, HttpRouteParentRefs, HttpRouteRules, HttpRouteRulesBackendRefs,
@@ -24,7 +21,7 @@ use siskin_foreign::gateway::httproutes::{
     HttpRouteRulesMatchesQueryParams, HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesTimeouts,
     HttpRouteSpec,
 };
-use siskin_route::SiskinRule;
+use siskin_route::{Match, PathMatchType, SiskinRule, ValueMatch, ValueMatchType};
 
 use crate::{
     backends::{Context, PlanError, owned_by},
@@ -204,31 +201,18 @@ fn rules(
     let port = cx.port()?;
     let split = &intent.split;
     let weights = (split.primary(), split.canary());
-    let route_matches = intent
-        .route_matches
-        .iter()
-        .enumerate()
-        .map(|(i, m)| to_match(m, &format!("spec.service.match[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let route_matches: Vec<HttpRouteRulesMatches> =
+        intent.route_matches.iter().map(to_match).collect();
     let base = HttpRouteRules {
         filters: none_if_empty(filters(cx, intent, port)?),
         matches: none_if_empty(route_matches.clone()),
         timeouts: timeouts(intent, shape),
         ..Default::default()
     };
-    if !split.matches.is_empty() {
+    if !intent.ab_matches.is_empty() {
         // A/B: the conditions (each merged with the route's own) follow the weights; the rest
         // of the route's traffic stays on the primary.
-        let mut matches = Vec::new();
-        for (i, m) in split.matches.iter().enumerate() {
-            let at = format!("spec.analysis.match[{i}]");
-            if intent.route_matches.is_empty() {
-                matches.push(to_match(m, &at)?);
-            }
-            for r in &intent.route_matches {
-                matches.push(to_match(&merge(r, m), &at)?);
-            }
-        }
+        let matches = intent.ab_matches.iter().map(to_match).collect();
         return Ok(vec![
             named(
                 SiskinRule::Ab,
@@ -509,139 +493,55 @@ fn pairs<T>(
     map.map(|m| m.iter().map(|(k, v)| f(k.clone(), v.clone())).collect())
 }
 
-/// An A/B condition merged into one of the route's own: its headers and query parameters
-/// override, its path and method apply when the route's has none (as Flagger merges them).
-fn merge(route: &HttpMatchRequest, ab: &HttpMatchRequest) -> HttpMatchRequest {
-    let mut m = route.clone();
-    if let Some(h) = &ab.headers {
-        m.headers
-            .get_or_insert_with(Default::default)
-            .extend(h.clone());
-    }
-    if let Some(q) = &ab.query_params {
-        m.query_params
-            .get_or_insert_with(Default::default)
-            .extend(q.clone());
-    }
-    if m.uri.is_none() {
-        m.uri = ab.uri.clone();
-    }
-    if m.method.is_none() {
-        m.method = ab.method.clone();
-    }
-    m
-}
-
-/// A string condition as a Gateway API value match: exact stays exact, anything else becomes a
-/// regular expression.
-fn string_match(m: &StringMatch) -> (bool, String) {
-    if let Some(v) = &m.exact {
-        (true, v.clone())
-    } else if let Some(v) = &m.prefix {
-        (false, format!("^{}.*", regex_escape(v)))
-    } else if let Some(v) = &m.suffix {
-        (false, format!(".*{}$", regex_escape(v)))
-    } else {
-        (false, m.regex.clone().unwrap_or_else(|| ".*".into()))
-    }
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A Flagger match (Istio's shape) as a Gateway API `HTTPRouteMatch`; conditions Gateway API
-/// cannot express are an error naming the field.
-fn to_match(m: &HttpMatchRequest, at: &str) -> Result<HttpRouteRulesMatches, PlanError> {
-    let unsupported = [
-        ("scheme", m.scheme.is_some()),
-        ("authority", m.authority.is_some()),
-        ("port", m.port.is_some()),
-        ("sourceLabels", m.source_labels.is_some()),
-        ("gateways", m.gateways.is_some()),
-        ("ignoreUriCase", m.ignore_uri_case.is_some()),
-        ("withoutHeaders", m.without_headers.is_some()),
-        ("sourceNamespace", m.source_namespace.is_some()),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(PlanError::Invalid {
-            field: format!("{at}.{field}"),
-            message: format!(
-                "a Gateway API route cannot match on {field}; remove it (uri, method, headers and queryParams can be matched)"
-            ),
-        });
-    }
-    let path = m.uri.as_ref().map(|uri| {
-        let (r#type, value) = match (&uri.exact, &uri.prefix) {
-            (Some(v), _) => (HttpRouteRulesMatchesPathType::Exact, v.clone()),
-            (None, Some(v)) => (HttpRouteRulesMatchesPathType::PathPrefix, v.clone()),
-            _ => (
-                HttpRouteRulesMatchesPathType::RegularExpression,
-                string_match(uri).1,
-            ),
-        };
-        HttpRouteRulesMatchesPath {
-            r#type: Some(r#type),
-            value: Some(value),
-        }
+/// A resolved request condition as a Gateway API `HTTPRouteMatch`.
+fn to_match(m: &Match) -> HttpRouteRulesMatches {
+    let path = m.path.as_ref().map(|p| HttpRouteRulesMatchesPath {
+        r#type: Some(match p.kind {
+            PathMatchType::Exact => HttpRouteRulesMatchesPathType::Exact,
+            PathMatchType::PathPrefix => HttpRouteRulesMatchesPathType::PathPrefix,
+            PathMatchType::RegularExpression => HttpRouteRulesMatchesPathType::RegularExpression,
+        }),
+        value: Some(p.value.clone()),
     });
-    let method = match m.method.as_ref() {
-        None => None,
-        Some(sm) => Some(method(sm).ok_or_else(|| PlanError::Invalid {
-            field: format!("{at}.method"),
-            message: "a Gateway API route matches one method exactly; use exact: GET (or POST, PUT, ...)".into(),
-        })?),
-    };
-    let headers = m.headers.as_ref().map(|h| {
-        h.iter()
-            .map(|(name, sm)| {
-                let (exact, value) = string_match(sm);
-                HttpRouteRulesMatchesHeaders {
-                    name: name.clone(),
-                    r#type: Some(if exact {
-                        HttpRouteRulesMatchesHeadersType::Exact
-                    } else {
-                        HttpRouteRulesMatchesHeadersType::RegularExpression
-                    }),
-                    value,
-                }
-            })
-            .collect()
-    });
-    let query_params = m.query_params.as_ref().map(|q| {
-        q.iter()
-            .map(|(name, sm)| {
-                let (exact, value) = string_match(sm);
-                HttpRouteRulesMatchesQueryParams {
-                    name: name.clone(),
-                    r#type: Some(if exact {
-                        HttpRouteRulesMatchesQueryParamsType::Exact
-                    } else {
-                        HttpRouteRulesMatchesQueryParamsType::RegularExpression
-                    }),
-                    value,
-                }
-            })
-            .collect()
-    });
-    Ok(HttpRouteRulesMatches {
-        headers,
-        method,
+    let regex = |v: &ValueMatch| v.kind == ValueMatchType::RegularExpression;
+    let headers = m
+        .headers
+        .iter()
+        .map(|h| HttpRouteRulesMatchesHeaders {
+            name: h.name.clone(),
+            r#type: Some(if regex(h) {
+                HttpRouteRulesMatchesHeadersType::RegularExpression
+            } else {
+                HttpRouteRulesMatchesHeadersType::Exact
+            }),
+            value: h.value.clone(),
+        })
+        .collect::<Vec<_>>();
+    let query_params = m
+        .query_params
+        .iter()
+        .map(|q| HttpRouteRulesMatchesQueryParams {
+            name: q.name.clone(),
+            r#type: Some(if regex(q) {
+                HttpRouteRulesMatchesQueryParamsType::RegularExpression
+            } else {
+                HttpRouteRulesMatchesQueryParamsType::Exact
+            }),
+            value: q.value.clone(),
+        })
+        .collect::<Vec<_>>();
+    HttpRouteRulesMatches {
+        headers: none_if_empty(headers),
+        method: m.method.as_deref().and_then(method),
         path,
-        query_params,
-    })
+        query_params: none_if_empty(query_params),
+    }
 }
 
-fn method(m: &StringMatch) -> Option<HttpRouteRulesMatchesMethod> {
+/// A method as Gateway API spells it (the intent only carries the nine HTTP methods).
+fn method(m: &str) -> Option<HttpRouteRulesMatchesMethod> {
     use HttpRouteRulesMatchesMethod::*;
-    Some(match m.exact.as_deref()?.to_ascii_uppercase().as_str() {
+    Some(match m {
         "GET" => Get,
         "HEAD" => Head,
         "POST" => Post,

@@ -256,7 +256,8 @@ fn render(
         now,
     );
     let intent =
-        RoutingIntent::resolve(&canary.spec, &siskin_engine::routing(&canary.spec, &after));
+        RoutingIntent::resolve(&canary.spec, &siskin_engine::routing(&canary.spec, &after))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out: Vec<Value> = Vec::new();
     for obj in workloads::plan_primary(&cx, &settings, &cluster, None)
         .map_err(|e| anyhow::anyhow!("{e}"))?

@@ -2,15 +2,12 @@
 //! and the canary's upstreams, with the same rules (names, A/B conditions, mirror, cookies) the
 //! operator writes into an HTTPRoute for the router in Kubernetes mode.
 
-use siskin_api::{
-    Weight,
-    service::{HttpMatchRequest, StringMatch},
-};
+use siskin_api::Weight;
 use siskin_driver::RoutingIntent;
 use siskin_engine::Split;
 use siskin_route::{
-    Backend, BackendName, BackendRef, Config, Filter, Match, Mirror, PathMatch, PathMatchType,
-    Role, Route, Rule, SiskinRule, Timeouts, ValueMatch, ValueMatchType,
+    Backend, BackendName, BackendRef, Config, Filter, Mirror, Role, Route, Rule, SiskinRule,
+    Timeouts,
 };
 
 /// The two sides of the release.
@@ -73,19 +70,13 @@ pub fn plan(route: &str, sides: &Sides, intent: &RoutingIntent) -> Result<Config
             },
         });
     }
-    let route_matches = intent
-        .route_matches
-        .iter()
-        .enumerate()
-        .map(|(i, m)| to_match(m, &format!("service.match[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
     let base = Rule {
-        matches: route_matches,
+        matches: intent.route_matches.clone(),
         filters,
         timeouts,
         ..Default::default()
     };
-    let rules = if split.matches.is_empty() {
+    let rules = if intent.ab_matches.is_empty() {
         vec![Rule {
             name: Some(SiskinRule::Canary.name().into()),
             backend_refs: weighted(weights, intent, true),
@@ -99,16 +90,10 @@ pub fn plan(route: &str, sides: &Sides, intent: &RoutingIntent) -> Result<Config
         }]
     } else {
         // A/B: only requests that match go to the canary; everything else stays on the primary.
-        let matches = split
-            .matches
-            .iter()
-            .enumerate()
-            .map(|(i, m)| to_match(m, &format!("analysis.match[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
         vec![
             Rule {
                 name: Some(SiskinRule::Ab.name().into()),
-                matches,
+                matches: intent.ab_matches.clone(),
                 backend_refs: weighted(weights, intent, false),
                 ..base.clone()
             },
@@ -182,99 +167,6 @@ fn timeouts(intent: &RoutingIntent) -> Result<Option<Timeouts>, Unsupported> {
     )
 }
 
-fn value(sm: &StringMatch) -> (ValueMatchType, String) {
-    let escape = |s: &str| {
-        let mut out = String::new();
-        for c in s.chars() {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out
-    };
-    if let Some(v) = &sm.exact {
-        (ValueMatchType::Exact, v.clone())
-    } else if let Some(v) = &sm.prefix {
-        (
-            ValueMatchType::RegularExpression,
-            format!("{}.*", escape(v)),
-        )
-    } else if let Some(v) = &sm.suffix {
-        (
-            ValueMatchType::RegularExpression,
-            format!(".*{}", escape(v)),
-        )
-    } else {
-        (
-            ValueMatchType::RegularExpression,
-            sm.regex.clone().unwrap_or_else(|| ".*".into()),
-        )
-    }
-}
-
-/// A Flagger match (Istio's shape) as the router's condition.
-fn to_match(m: &HttpMatchRequest, at: &str) -> Result<Match, Unsupported> {
-    let unsupported = [
-        ("scheme", m.scheme.is_some()),
-        ("authority", m.authority.is_some()),
-        ("port", m.port.is_some()),
-        ("sourceLabels", m.source_labels.is_some()),
-        ("gateways", m.gateways.is_some()),
-        ("ignoreUriCase", m.ignore_uri_case.is_some()),
-        ("withoutHeaders", m.without_headers.is_some()),
-        ("sourceNamespace", m.source_namespace.is_some()),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(Unsupported {
-            field: format!("{at}.{field}"),
-            message: format!(
-                "the router cannot match on {field}; remove it (uri, method, headers and queryParams can be matched)"
-            ),
-        });
-    }
-    let pairs = |map: &Option<std::collections::BTreeMap<String, StringMatch>>| -> Vec<ValueMatch> {
-        map.iter()
-            .flatten()
-            .map(|(name, sm)| {
-                let (kind, value) = value(sm);
-                ValueMatch {
-                    kind,
-                    name: name.clone(),
-                    value,
-                }
-            })
-            .collect()
-    };
-    let path = m.uri.as_ref().map(|uri| match (&uri.exact, &uri.prefix) {
-        (Some(v), _) => PathMatch {
-            kind: PathMatchType::Exact,
-            value: v.clone(),
-        },
-        (None, Some(v)) => PathMatch {
-            kind: PathMatchType::PathPrefix,
-            value: v.clone(),
-        },
-        _ => PathMatch {
-            kind: PathMatchType::RegularExpression,
-            value: value(uri).1,
-        },
-    });
-    let method = match &m.method {
-        None => None,
-        Some(sm) => Some(sm.exact.clone().ok_or_else(|| Unsupported {
-            field: format!("{at}.method"),
-            message: "the router matches one method exactly; use exact: GET (or POST, ...)".into(),
-        })?),
-    };
-    Ok(Match {
-        path,
-        headers: pairs(&m.headers),
-        query_params: pairs(&m.query_params),
-        method,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -286,12 +178,8 @@ mod tests {
         if let Some(y) = yaml_match {
             split.matches = vec![serde_yaml::from_str(y).unwrap()];
         }
-        RoutingIntent {
-            split,
-            cookies: None,
-            timeouts: Default::default(),
-            route_matches: Vec::new(),
-        }
+        let spec: siskin_api::CanarySpec = serde_yaml::from_str("analysis: {}").unwrap();
+        RoutingIntent::resolve(&spec, &split).unwrap()
     }
 
     fn sides() -> Sides {
@@ -336,11 +224,5 @@ mod tests {
             served(&report, "standalone/app").map(|s| s.canary().get()),
             Some(30)
         );
-    }
-
-    #[test]
-    fn conditions_the_router_cannot_express_are_named() {
-        let e = plan("r", &sides(), &intent(Some("sourceLabels: {app: x}"), 100)).unwrap_err();
-        assert_eq!(e.field, "analysis.match[0].sourceLabels");
     }
 }

@@ -336,7 +336,7 @@ impl FileWorld {
             ));
         }
         let split = siskin_engine::routing(spec, &st.persisted.status);
-        let intent = RoutingIntent::resolve(spec, &split);
+        let intent = RoutingIntent::resolve(spec, &split)?;
         routes::plan(&st.file.route(), &st.sides(), &intent)
             .map_err(|e| Error::invalid(e.field, e.message))
     }
