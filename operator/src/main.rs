@@ -9,6 +9,7 @@ mod cli;
 mod hooks;
 mod kubernetes;
 mod objects;
+mod plan;
 mod services;
 mod standalone;
 mod workloads;

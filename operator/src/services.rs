@@ -12,8 +12,8 @@ use k8s_openapi::{
 use siskin_api::service::TrafficDistribution;
 
 use crate::{
-    backends::{Context, PlanError, owned_by},
     objects::{Cluster, Kind, Object},
+    plan::{Context, PlanError, owned_by},
 };
 
 /// What the apex Service selects.

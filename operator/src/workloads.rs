@@ -20,8 +20,8 @@ use siskin_api::canary::TargetKind;
 use siskin_engine::Workload;
 
 use crate::{
-    backends::{Context, PlanError, Selector},
     objects::{Cluster, Kind, Object, ObjectRef},
+    plan::{Context, PlanError, Selector},
 };
 
 /// Annotation on the primary: the target revision it runs.

@@ -9,14 +9,13 @@
 
 use std::{path::Path, time::Duration};
 
-use anyhow::Context;
 use siskin_analysis::providers::router_stats::{DEFAULT_MIN_SAMPLES, RouterStatsProvider};
 use siskin_api::{Phase, validate};
 use siskin_driver::{Release, Seams, Subject, SystemClock, watch_critical};
 use siskin_router::{Options, Router, Source};
 
 use super::{
-    spec::{StandaloneFile, Upstream},
+    spec::{StandaloneFile, Upstream, load},
     world::{FileWorld, Output},
 };
 use crate::{backends::REGISTRY, hooks::HttpWebhooks};
@@ -40,14 +39,6 @@ pub struct RunOptions {
     pub revert: bool,
     /// Where reports go.
     pub output: Output,
-}
-
-/// Reads and parses a standalone file.
-pub fn load(path: &Path) -> anyhow::Result<StandaloneFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a valid standalone file", path.display()))
 }
 
 /// The problems `siskin run` refuses a file for: its own rules and the Canary's.

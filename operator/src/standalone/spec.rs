@@ -1,6 +1,12 @@
 //! The standalone file: a canary whose primary and canary are sets of upstream addresses.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
 
 use serde::{Deserialize, Serialize};
 use siskin_api::{
@@ -78,6 +84,14 @@ impl Upstream {
             Upstream::Process(p) => Some(p),
         }
     }
+}
+
+/// Reads and parses a standalone file.
+pub fn load(path: &Path) -> anyhow::Result<StandaloneFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a valid standalone file", path.display()))
 }
 
 /// Problems the Canary rules cannot see: addresses and commands.

@@ -260,7 +260,7 @@ impl FileWorld {
             return;
         }
         st.seen = now;
-        match super::run::load(&self.file_path) {
+        match super::spec::load(&self.file_path) {
             Ok(mut f) => {
                 if !self.canary_override.is_empty() {
                     f.canary = self.canary_override.clone();

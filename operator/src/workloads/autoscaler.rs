@@ -7,8 +7,8 @@ use siskin_api::canary::AutoscalerKind;
 
 use super::Settings;
 use crate::{
-    backends::{Context, PlanError},
     objects::{Cluster, Kind, Object, ObjectRef},
+    plan::{Context, PlanError},
 };
 
 /// What the primary's autoscaler is read from.

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    backends::Context,
     objects::{self, Cluster, Object, ObjectRef},
+    plan::Context,
 };
 
 /// A referenced object.

@@ -9,8 +9,8 @@ use siskin_engine::{Readiness, Workload};
 
 use super::{REVISION_ANNOTATION, Settings, configs};
 use crate::{
-    backends::{Context, PlanError},
     objects::{Cluster, Kind, Object, ObjectRef},
+    plan::{Context, PlanError},
 };
 
 /// Node selector label that keeps a scaled-down DaemonSet off every node.

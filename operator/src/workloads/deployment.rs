@@ -9,8 +9,8 @@ use siskin_engine::{Readiness, Workload};
 
 use super::{REPLICAS_ANNOTATION, REVISION_ANNOTATION, Settings, configs};
 use crate::{
-    backends::{Context, PlanError},
     objects::{Cluster, Kind, Object, ObjectRef},
+    plan::{Context, PlanError},
 };
 
 /// Revision of the pod template.
