@@ -41,26 +41,53 @@ fn gateway_resource() -> ApiResource {
     )
 }
 
+fn httproute_resource() -> ApiResource {
+    ApiResource::erase::<HttpRoute>(&())
+}
+
+/// The routes as the one HTTPRoute type the operator writes. A route that does not decode (an
+/// experimental-channel filter or field value the standard type does not know) is skipped with
+/// a warning, and the others are still served: one odd route must not take every route down.
+fn typed(routes: &[Arc<DynamicObject>]) -> Vec<Arc<HttpRoute>> {
+    routes
+        .iter()
+        .filter_map(|r| {
+            let value = serde_json::to_value(r.as_ref()).ok()?;
+            match serde_json::from_value::<HttpRoute>(value) {
+                Ok(route) => Some(Arc::new(route)),
+                Err(e) => {
+                    tracing::warn!(
+                        route = %format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
+                        error = %e,
+                        "HTTPRoute skipped: it does not decode as a standard-channel HTTPRoute"
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// Watches the cluster and calls `apply` with a new configuration whenever routes, Gateways,
 /// Services or EndpointSlices change. Runs until the process ends.
 pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Send + 'static) {
     let changed = Arc::new(Notify::new());
-    let gw = gateway_resource();
+    let (hr, gw) = (httproute_resource(), gateway_resource());
     let (routes_api, gateways_api, services_api, slices_api) = match opts.namespace.as_deref() {
         Some(ns) => (
-            Api::<HttpRoute>::namespaced(client.clone(), ns),
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &hr),
             Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
             Api::<Service>::namespaced(client.clone(), ns),
             Api::<EndpointSlice>::namespaced(client, ns),
         ),
         None => (
-            Api::<HttpRoute>::all(client.clone()),
+            Api::<DynamicObject>::all_with(client.clone(), &hr),
             Api::<DynamicObject>::all_with(client.clone(), &gw),
             Api::<Service>::all(client.clone()),
             Api::<EndpointSlice>::all(client),
         ),
     };
-    let routes = store(routes_api, (), changed.clone());
+    let routes = store(routes_api, hr, changed.clone());
     let gateways = store(gateways_api, gw, changed.clone());
     let services = store(services_api, (), changed.clone());
     let slices = store(slices_api, (), changed.clone());
@@ -69,7 +96,7 @@ pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Sen
         // Coalesce bursts (a rollout touches several objects at once).
         tokio::time::sleep(Duration::from_millis(20)).await;
         let config = translate(
-            &routes.state(),
+            &typed(&routes.state()),
             &gateways.state(),
             &services.state(),
             &slices.state(),
@@ -488,4 +515,34 @@ fn endpoints(
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod typed_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn route(name: &str, filter_type: &str) -> Arc<DynamicObject> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"rules": [{"filters": [{"type": filter_type}],
+                    "backendRefs": [{"name": "svc", "port": 80}]}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_route_that_does_not_decode_is_skipped_not_fatal() {
+        let routes = [
+            route("odd", "SomeExperimentalFilter"),
+            route("ok", "ExtensionRef"),
+        ];
+        let typed = typed(&routes);
+        assert_eq!(typed.len(), 1);
+        assert_eq!(typed[0].name_any(), "ok");
+    }
 }

@@ -53,9 +53,9 @@ pub struct ConfigReport {
     pub config: Config,
 }
 
-/// What the router knows about its configuration source.
+/// What the router knows about its configuration source (field names as documented in
+/// docs/router.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ConfigStatus {
     /// The file (empty in Kubernetes mode).
     #[serde(default)]
@@ -63,8 +63,8 @@ pub struct ConfigStatus {
     /// Version in service.
     #[serde(default)]
     pub generation: u64,
-    /// The last load error, while the source stays bad.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last load error, while the source stays bad (null when the source is good).
+    #[serde(default)]
     pub last_error: Option<String>,
     /// Failed loads since start.
     #[serde(default)]
