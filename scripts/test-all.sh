@@ -21,6 +21,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "generated CRDs are committed"
 cargo run --quiet --locked -p siskin-api --bin crdgen -- --check
+config/helm/sync-crds.sh --check
 
 step "generated foreign types are committed (kopium, from ../shared/crds)"
 scripts/foreign-types.sh --check
@@ -38,6 +39,14 @@ while IFS='=' read -r name path; do export "$name=$path"; done < <(scripts/tools
 "$SISKIN_HELM" version --short
 "$SISKIN_KUSTOMIZE" version
 "$SISKIN_HELM" lint config/helm/siskin
+
+step "Prometheus for the analysis tests (Debian's prometheus package)"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  sudo=$(command -v sudo || true)
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+prometheus --version 2>&1 | sed -n 1p
 
 step "tests"
 cargo test --workspace --locked --no-fail-fast

@@ -6,7 +6,7 @@ use siskin_api::{
     status::{CheckStatus, Verdict},
 };
 
-use crate::ProviderError;
+use crate::{ProviderError, source::Measurement};
 
 /// The accepted range of a metric.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -48,19 +48,37 @@ impl Range {
     }
 }
 
-/// Turns a provider's answer into a check result: in range → pass, out of range → fail,
-/// no value (no data, too few samples, an error) → inconclusive, which the engine counts as a
-/// failed check: missing data never passes.
+/// Turns a provider's answer into a check result: in range → pass, out of range → fail, no
+/// value → no data (nothing matched, too few samples) or error (the query could not run).
+/// Neither of the last two ever passes; the engine counts them as failed checks unless the
+/// metric says `hold`.
 pub fn assess(
     metric: &CanaryMetric,
     value: Result<f64, ProviderError>,
     now: jiff::Timestamp,
 ) -> CheckStatus {
+    assess_measurement(
+        metric,
+        &Measurement {
+            resolved: None,
+            value,
+        },
+        now,
+    )
+}
+
+/// [`assess`], with the provider and the query as sent recorded in the check.
+pub fn assess_measurement(
+    metric: &CanaryMetric,
+    m: &Measurement,
+    now: jiff::Timestamp,
+) -> CheckStatus {
     let range = Range::of(metric);
-    let (value, verdict, message) = match value {
-        Ok(v) if range.accepts(v) => (Some(v), Verdict::Pass, None),
-        Ok(v) => (Some(v), Verdict::Fail, None),
-        Err(e) => (None, Verdict::Inconclusive, Some(e.to_string())),
+    let (value, verdict, message) = match &m.value {
+        Ok(v) if range.accepts(*v) => (Some(*v), Verdict::Pass, None),
+        Ok(v) => (Some(*v), Verdict::Fail, None),
+        Err(e) if e.is_no_data() => (None, Verdict::NoData, Some(e.to_string())),
+        Err(e) => (None, Verdict::Error, Some(e.to_string())),
     };
     CheckStatus {
         name: metric.name.clone(),
@@ -69,6 +87,8 @@ pub fn assess(
         min: range.min,
         max: range.max,
         verdict,
+        provider: m.resolved.as_ref().map(|r| r.provider()),
+        query: m.resolved.as_ref().map(|r| r.text()),
         message,
         time: Some(Time(now)),
     }
@@ -122,10 +142,12 @@ mod tests {
     }
 
     #[test]
-    fn no_data_is_inconclusive_never_a_pass() {
+    fn no_data_and_errors_are_never_a_pass() {
         let sr = metric("request-success-rate", None, Some((Some(99.0), None)));
+        let c = assess(&sr, Err(ProviderError::Unreachable("x".into())), now());
+        assert_eq!(c.verdict, Verdict::Error);
         let c = assess(&sr, Err(ProviderError::NoValues), now());
-        assert_eq!(c.verdict, Verdict::Inconclusive);
+        assert_eq!(c.verdict, Verdict::NoData);
         assert_eq!(c.message.as_deref(), Some("no values found"));
         assert_eq!(
             (c.min, c.value),

@@ -24,6 +24,20 @@ pub enum ProviderError {
     /// The provider could not be reached.
     #[error("unreachable: {0}")]
     Unreachable(String),
+    /// The provider refused the credentials (or has none for this caller).
+    #[error("credentials refused with status {status}: {body}")]
+    Unauthorized {
+        /// HTTP status (401, 403).
+        status: u16,
+        /// Response body (truncated).
+        body: String,
+    },
+    /// The provider refused the query itself (a syntax error, an unknown function).
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// The provider is not set up well enough to ask (no address, a missing secret key).
+    #[error("not configured: {0}")]
+    Config(String),
     /// The provider answered with an error.
     #[error("rejected with status {status}: {body}")]
     Rejected {
@@ -35,6 +49,37 @@ pub enum ProviderError {
     /// The answer could not be read.
     #[error("cannot decode the answer: {0}")]
     Decode(String),
+}
+
+// === impl ProviderError ===
+
+impl ProviderError {
+    /// The query matched nothing (or too little): no data, not a broken check.
+    pub fn is_no_data(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::NoValues | ProviderError::TooFewSamples { .. }
+        )
+    }
+
+    /// A closed set of labels for metrics and conditions.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::NoValues | ProviderError::TooFewSamples { .. } => "no_data",
+            ProviderError::MultipleValues(_) => "multiple_values",
+            ProviderError::Unreachable(_) => "unreachable",
+            ProviderError::Unauthorized { .. } => "unauthorized",
+            ProviderError::BadQuery(_) => "bad_query",
+            ProviderError::Config(_) => "not_configured",
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::Decode(_) => "decode",
+        }
+    }
+
+    /// The first `n` characters of a response body, for messages.
+    pub fn snippet(body: &[u8]) -> String {
+        String::from_utf8_lossy(body).chars().take(300).collect()
+    }
 }
 
 /// A built-in check.

@@ -12,6 +12,7 @@ mod controlplane;
 mod crds;
 pub mod kubelet;
 pub mod localnode;
+pub mod prometheus;
 
 use std::path::PathBuf;
 

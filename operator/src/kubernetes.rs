@@ -10,6 +10,7 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
+pub mod templates;
 pub mod world;
 
 use std::{
@@ -59,6 +60,9 @@ pub struct Settings {
     pub router_service: (String, String),
     /// What the workload plans follow (`--include-label-prefix`, `--enable-config-tracking`).
     pub workloads: crate::workloads::Settings,
+    /// Prometheus for built-in checks outside the router and inline queries
+    /// (`--metrics-server`; a Canary's `spec.metricsServer` wins).
+    pub metrics_server: String,
 }
 
 /// Arguments of `siskin operator` (Flagger's flag names where they exist; each also an
@@ -124,7 +128,8 @@ pub struct Args {
         default_value = "siskin-system/siskin-router"
     )]
     router_service: String,
-    /// Prometheus for MetricTemplates (not used yet: built-in checks read the router).
+    /// Prometheus for the built-in checks of providers other than builtin and for inline
+    /// queries; a Canary's spec.metricsServer wins.
     #[arg(
         long,
         env = "SISKIN_METRICS_SERVER",
@@ -201,6 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             include_label_prefix: split_list(&args.include_label_prefix),
             config_tracking: args.enable_config_tracking,
         },
+        metrics_server: args.metrics_server.clone(),
     });
     let metrics = Arc::new(metrics::Metrics::default());
     metrics.set(

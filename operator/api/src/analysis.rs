@@ -139,6 +139,26 @@ pub struct CanaryMetric {
     /// next interval or for the failed-checks threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
+    /// Siskin: what a query that matches nothing means: `fail` (a failed check, as Flagger) or
+    /// `hold` (no step forward and no failed check; rolled back at the progress deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_no_data: Option<Inconclusive>,
+    /// Siskin: what a query that cannot run means (unreachable provider, refused credentials,
+    /// bad query): `fail` (a failed check, as Flagger) or `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<Inconclusive>,
+}
+
+/// What a check without a measured value does to the release.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Inconclusive {
+    /// Counts as a failed check.
+    #[default]
+    Fail,
+    /// Holds the release where it is: no step forward, no failed check, until the progress
+    /// deadline.
+    Hold,
 }
 
 /// Accepted range of a metric value.
@@ -493,6 +513,16 @@ impl CanaryMetric {
             .and_then(|s| duration::parse(s).ok())
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_METRIC_INTERVAL)
+    }
+
+    /// Whether a check without data counts as failed (`onNoData`, default `fail`).
+    pub fn fails_on_no_data(&self) -> bool {
+        self.on_no_data.unwrap_or_default() == Inconclusive::Fail
+    }
+
+    /// Whether a check that could not run counts as failed (`onError`, default `fail`).
+    pub fn fails_on_error(&self) -> bool {
+        self.on_error.unwrap_or_default() == Inconclusive::Fail
     }
 
     /// Whether a failure rolls back at once.

@@ -136,6 +136,12 @@ pub struct CheckStatus {
     pub max: Option<f64>,
     /// Verdict.
     pub verdict: Verdict,
+    /// Where a metric was asked: `builtin` (the router's statistics), `prometheus`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The query exactly as it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// Why (no data, query error, response body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -152,8 +158,13 @@ pub enum Verdict {
     Pass,
     /// Out of range.
     Fail,
-    /// No data or the query failed: neither a pass nor a measured failure (counts as failed).
-    Inconclusive,
+    /// The query matched nothing (or too few samples): never a pass; a failed check unless the
+    /// metric's `onNoData` is `hold`.
+    NoData,
+    /// The query could not run (unreachable provider, refused credentials, bad query, bad
+    /// answer): never a pass; a failed check unless the metric's `onError` is `hold`.
+    #[serde(alias = "Inconclusive")]
+    Error,
 }
 
 /// What the run waits for.
@@ -241,7 +252,8 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
-            Verdict::Inconclusive => "inconclusive",
+            Verdict::NoData => "no data",
+            Verdict::Error => "error",
         })
     }
 }

@@ -1,50 +1,28 @@
-//! One analysis run — the rollout webhooks, then the metrics — and the critical checks that run
-//! between steps (fast failure), the same in every world.
+//! One analysis run — the rollout webhooks, then the metrics — the probe of every metric before
+//! traffic moves, and the critical checks that run between steps (fast failure), the same in
+//! every world.
 
 use std::time::Duration;
 
-use siskin_analysis::{BuiltinMetric, MetricsProvider, ProviderError, Query, assess};
+use siskin_analysis::{MetricSource, assess_measurement};
 use siskin_api::{
-    CanaryAnalysis, CanaryStatus, HookType, METRIC_REQUEST_DURATION, METRIC_REQUEST_SUCCESS_RATE,
-    Phase,
-    analysis::CanaryMetric,
+    CanaryAnalysis, CanaryStatus, HookType, Phase,
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     status::{CheckStatus, Verdict},
 };
 use siskin_engine::{AnalysisResult, Timestamp};
-use siskin_route::Role;
 
 use crate::{Payload, Webhooks};
 
 /// The window critical checks judge: seconds, not an interval.
 pub const CRITICAL_WINDOW: Duration = Duration::from_secs(10);
 
-/// What the metrics of this release are measured on.
-#[derive(Clone, Copy, Debug)]
-pub struct Subject<'a> {
-    /// The route the router reports statistics under (`namespace/apex`).
-    pub route: &'a str,
-    /// Why metrics other than the built-in ones have no value in this world.
-    pub unsupported: &'a str,
-}
-
-/// The built-in check a metric names, if it is one.
-pub fn builtin(m: &CanaryMetric) -> Option<BuiltinMetric> {
-    match m.name.as_str() {
-        METRIC_REQUEST_SUCCESS_RATE if m.is_builtin() => Some(BuiltinMetric::SuccessRate),
-        METRIC_REQUEST_DURATION if m.is_builtin() => Some(BuiltinMetric::DurationP99),
-        _ => None,
-    }
-}
-
-/// Runs the rollout webhooks, then every metric: built-in ones are asked of `provider` for the
-/// canary's side of the route; others are inconclusive with `subject.unsupported` as reason.
+/// Runs the rollout webhooks, then measures every metric.
 pub async fn analysis(
     analysis: &CanaryAnalysis,
     hooks: &dyn Webhooks,
     payload: &Payload,
-    provider: &dyn MetricsProvider,
-    subject: Subject<'_>,
+    metrics: &dyn MetricSource,
     now: Timestamp,
 ) -> AnalysisResult {
     let mut checks = Vec::new();
@@ -63,17 +41,22 @@ pub async fn analysis(
             ..Default::default()
         });
     }
-    for m in analysis.metrics.iter().flatten() {
-        let value = match builtin(m) {
-            Some(metric) => provider.query(&query(metric, subject, m.interval())).await,
-            None => Err(ProviderError::Rejected {
-                status: 400,
-                body: format!("metric {}: {}", m.name, subject.unsupported),
-            }),
-        };
-        checks.push(assess(m, value, now));
-    }
+    checks.extend(probe(analysis, metrics, now).await);
     AnalysisResult { checks }
+}
+
+/// Measures every metric once, over its interval.
+pub async fn probe(
+    analysis: &CanaryAnalysis,
+    metrics: &dyn MetricSource,
+    now: Timestamp,
+) -> Vec<CheckStatus> {
+    let mut checks = Vec::new();
+    for m in analysis.metrics.iter().flatten() {
+        let measured = metrics.measure(m, None).await;
+        checks.push(assess_measurement(m, &measured, now));
+    }
+    checks
 }
 
 /// Whether the canary takes traffic in a run, so that live data can judge it.
@@ -83,12 +66,12 @@ pub fn exposed(status: &CanaryStatus) -> bool {
 }
 
 /// Whether the analysis has critical metrics this world can measure live.
-pub fn has_critical(analysis: &CanaryAnalysis) -> bool {
+pub fn has_critical(analysis: &CanaryAnalysis, metrics: &dyn MetricSource) -> bool {
     analysis
         .metrics
         .iter()
         .flatten()
-        .any(|m| m.is_critical() && builtin(m).is_some())
+        .any(|m| m.is_critical() && metrics.is_live(m))
 }
 
 /// Evaluates the critical metrics on the last [`CRITICAL_WINDOW`] while the canary takes
@@ -97,8 +80,7 @@ pub fn has_critical(analysis: &CanaryAnalysis) -> bool {
 pub async fn critical(
     analysis: &CanaryAnalysis,
     status: &CanaryStatus,
-    provider: &dyn MetricsProvider,
-    subject: Subject<'_>,
+    metrics: &dyn MetricSource,
     now: Timestamp,
 ) -> Option<CheckStatus> {
     if !exposed(status) {
@@ -108,27 +90,13 @@ pub async fn critical(
         .metrics
         .iter()
         .flatten()
-        .filter(|m| m.is_critical())
+        .filter(|m| m.is_critical() && metrics.is_live(m))
     {
-        let Some(metric) = builtin(m) else {
-            continue;
-        };
-        let value = provider
-            .query(&query(metric, subject, CRITICAL_WINDOW))
-            .await;
-        let check = assess(m, value, now);
+        let measured = metrics.measure(m, Some(CRITICAL_WINDOW)).await;
+        let check = assess_measurement(m, &measured, now);
         if check.verdict == Verdict::Fail {
             return Some(check);
         }
     }
     None
-}
-
-fn query(metric: BuiltinMetric, subject: Subject<'_>, window: Duration) -> Query {
-    Query::Builtin {
-        metric,
-        route: subject.route.to_string(),
-        backend: Role::Canary,
-        window,
-    }
 }

@@ -13,8 +13,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::{
     Clock, Error, Events, Notification, Notifier, Payload, Platform, Result, RoutingIntent,
-    StatusStore, Traffic, Webhooks,
-    checks::{self, Subject},
+    StatusStore, Traffic, Webhooks, checks,
 };
 
 /// At most this many needs are fulfilled in one step (each gate type once, the analysis once).
@@ -39,8 +38,6 @@ pub struct Release<'a> {
     pub status: &'a CanaryStatus,
     /// The Canary is being deleted with `revertOnDeletion`.
     pub deleting: bool,
-    /// What the metrics are measured on.
-    pub subject: Subject<'a>,
 }
 
 /// The world the release runs in.
@@ -51,7 +48,7 @@ pub struct Seams<'a> {
     /// Routing.
     pub traffic: &'a dyn Traffic,
     /// Metric values.
-    pub metrics: &'a dyn siskin_analysis::MetricsProvider,
+    pub metrics: &'a dyn siskin_analysis::MetricSource,
     /// Webhook calls.
     pub webhooks: &'a dyn Webhooks,
     /// Alerts.
@@ -134,16 +131,13 @@ async fn run(
             Need::Analysis => {
                 analysed = true;
                 let analysis = spec.analysis();
-                let result = checks::analysis(
-                    &analysis,
-                    seams.webhooks,
-                    &payload,
-                    seams.metrics,
-                    release.subject,
-                    now,
-                )
-                .await;
+                let result =
+                    checks::analysis(&analysis, seams.webhooks, &payload, seams.metrics, now).await;
                 obs.analysis = Some(result);
+            }
+            Need::Probe => {
+                let analysis = spec.analysis();
+                obs.probe = Some(checks::probe(&analysis, seams.metrics, now).await);
             }
         }
         step = engine(&obs);
@@ -397,15 +391,14 @@ fn warning(reason: &'static str, message: String) -> Event {
 pub async fn watch_critical(
     spec: &CanarySpec,
     status: &CanaryStatus,
-    subject: Subject<'_>,
-    metrics: &dyn siskin_analysis::MetricsProvider,
+    metrics: &dyn siskin_analysis::MetricSource,
     clock: &dyn Clock,
     poll: Duration,
     wait: Duration,
 ) -> Option<CheckStatus> {
     let analysis = spec.analysis();
     let until = tokio::time::Instant::now() + wait;
-    if !checks::exposed(status) || !checks::has_critical(&analysis) {
+    if !checks::exposed(status) || !checks::has_critical(&analysis, metrics) {
         tokio::time::sleep_until(until).await;
         return None;
     }
@@ -415,9 +408,7 @@ pub async fn watch_critical(
             return None;
         }
         tokio::time::sleep(poll.min(until - now)).await;
-        if let Some(failed) =
-            checks::critical(&analysis, status, metrics, subject, clock.now()).await
-        {
+        if let Some(failed) = checks::critical(&analysis, status, metrics, clock.now()).await {
             warn!(metric = %failed.name, value = ?failed.value, "critical check failed on live data");
             return Some(failed);
         }

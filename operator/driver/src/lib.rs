@@ -18,7 +18,6 @@ mod error;
 mod intent;
 mod seams;
 
-pub use checks::Subject;
 pub use driver::{CONFIRM_TIMEOUT, Outcome, Release, Seams, gate, step, watch_critical};
 pub use error::{BoxError, Error, Result};
 pub use intent::{Cookies, RoutingIntent, Timeouts, regex_escape, session_cookie};

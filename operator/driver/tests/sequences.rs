@@ -376,15 +376,10 @@ async fn critical_check_between_steps_rolls_back_at_once() {
     w.with(|s| s.live_success_rate = Some(42.0));
     let spec = w.spec.clone();
     let status = w.with(|s| s.status.clone());
-    let subject = siskin_driver::Subject {
-        route: "test/podinfo",
-        unsupported: "",
-    };
     let started = tokio::time::Instant::now();
     let failed = siskin_driver::watch_critical(
         &spec,
         &status,
-        subject,
         &w,
         &w,
         Duration::from_millis(200),
@@ -427,14 +422,9 @@ async fn no_critical_watch_without_exposure() {
     let w = initialized(&yaml).await;
     w.with(|s| s.live_success_rate = Some(1.0));
     let status = w.with(|s| s.status.clone());
-    let subject = siskin_driver::Subject {
-        route: "test/podinfo",
-        unsupported: "",
-    };
     let found = siskin_driver::watch_critical(
         &w.spec,
         &status,
-        subject,
         &w,
         &w,
         Duration::from_millis(200),

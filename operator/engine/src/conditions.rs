@@ -152,6 +152,21 @@ fn upsert(
     }
 }
 
+/// Condition type telling whether every metric can be asked.
+pub(crate) const METRICS_AVAILABLE: &str = "MetricsAvailable";
+
+/// Sets [`METRICS_AVAILABLE`].
+pub(crate) fn set_metrics(
+    status: &mut CanaryStatus,
+    available: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let value = if available { "True" } else { "False" };
+    upsert(status, METRICS_AVAILABLE, value, reason, message, now);
+}
+
 /// Bumps `lastTransitionTime` when anything else in the status changed.
 pub(crate) fn touch(old: &CanaryStatus, new: &mut CanaryStatus, now: Timestamp) {
     let mut a = old.clone();

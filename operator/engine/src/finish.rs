@@ -20,6 +20,8 @@ pub(crate) enum Rollback {
     ApprovalExpired(String),
     /// A critical check failed on live data.
     Critical(String),
+    /// Checks held the release without data past the progress deadline.
+    NoData(String),
 }
 
 /// Routes everything back to the primary, scales the canary down and marks the run Failed.
@@ -46,6 +48,11 @@ pub(crate) fn rollback(cx: &mut Cx<'_>, why: Rollback) -> Flow {
             format!("critical check failed: {what}"),
             Severity::Error,
             format!("Critical check failed: {what}"),
+        ),
+        Rollback::NoData(what) => (
+            format!("progress deadline exceeded without data: {what}"),
+            Severity::Error,
+            format!("Progress deadline exceeded without data: {what}"),
         ),
         Rollback::ApprovalExpired(hook) => (
             format!("gate {hook} did not approve before the approval deadline"),

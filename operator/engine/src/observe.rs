@@ -19,6 +19,8 @@ pub struct Observations {
     pub gates: BTreeMap<HookType, GateResult>,
     /// Outcome of the analysis run for this step (see [`crate::Need::Analysis`]).
     pub analysis: Option<AnalysisResult>,
+    /// Every metric asked once (see [`crate::Need::Probe`]).
+    pub probe: Option<Vec<CheckStatus>>,
     /// A `critical` metric that failed on live data since the last step (drivers evaluate
     /// critical metrics continuously); the run is rolled back at once.
     pub critical: Option<CheckStatus>,

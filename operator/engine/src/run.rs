@@ -131,10 +131,11 @@ fn check(cx: &mut Cx<'_>) -> Option<Flow> {
             .map(|h| h.name.clone())
             .collect();
         for name in hooks {
+            // Hooks after the one that failed were not called: no answer, not a pass.
             let v = if name == gate.hook || gate.passed {
                 verdict
             } else {
-                Verdict::Inconclusive
+                Verdict::NoData
             };
             let entry = webhook_check(&name, v, &gate.message, cx);
             merge_check(cx, entry);
@@ -155,11 +156,59 @@ fn check(cx: &mut Cx<'_>) -> Option<Flow> {
     for c in &result.checks {
         merge_check(cx, c.clone());
     }
-    if result.passed() {
+    let failing: Vec<String> = result
+        .failures()
+        .filter(|c| counts(cx, c))
+        .map(describe)
+        .collect();
+    if !failing.is_empty() {
+        conditions::end_wait(&mut cx.s, "MetricData");
+        return Some(failed_check(cx, failing));
+    }
+    let holding: Vec<String> = result.failures().map(describe).collect();
+    if holding.is_empty() {
+        conditions::end_wait(&mut cx.s, "MetricData");
         return None;
     }
-    let reasons = result.failures().map(describe).collect();
-    Some(failed_check(cx, reasons))
+    Some(hold(cx, holding))
+}
+
+/// Whether a check that did not pass counts as a failed check: a measured failure always; no
+/// data and errors unless the metric says `hold` (`onNoData`, `onError`).
+fn counts(cx: &Cx<'_>, c: &CheckStatus) -> bool {
+    if c.kind != "metric" {
+        return true;
+    }
+    let metric = cx
+        .analysis
+        .metrics
+        .iter()
+        .flatten()
+        .find(|m| m.name == c.name);
+    match (c.verdict, metric) {
+        (Verdict::NoData, Some(m)) => m.fails_on_no_data(),
+        (Verdict::Error, Some(m)) => m.fails_on_error(),
+        _ => true,
+    }
+}
+
+/// Checks without a value that hold the release: no step forward and no failed check, until
+/// the progress deadline, when the run is rolled back.
+fn hold(cx: &mut Cx<'_>, reasons: Vec<String>) -> Flow {
+    let first = cx.s.wait.as_ref().is_none_or(|w| w.reason != "MetricData");
+    let msg = format!("holding on {}", reasons.join("; "));
+    let limit = cx.spec.progress_deadline();
+    if conditions::wait(&mut cx.s, "MetricData", &msg, cx.now, limit) {
+        return finish::rollback(cx, Rollback::NoData(reasons.join("; ")));
+    }
+    if first {
+        cx.warn(
+            "CheckHeld",
+            format!("Halt {} advancement {msg}", cx.target()),
+        );
+    }
+    cx.route();
+    Flow::Done(cx.interval())
 }
 
 fn pre_rollout_passed(cx: &Cx<'_>) -> bool {

@@ -36,6 +36,9 @@ pub enum Need {
     /// Run the `rollout` webhooks and the metric checks and report an
     /// [`crate::AnalysisResult`] in `observations.analysis`.
     Analysis,
+    /// Query every metric once (no webhooks) and report the checks in `observations.probe`:
+    /// before any traffic moves, a metric that cannot be asked is named in the status.
+    Probe,
 }
 
 /// Decides the next step of one canary. Deterministic: same inputs, same output.
@@ -402,6 +405,9 @@ fn initialize(cx: &mut Cx<'_>) -> Flow {
             Flow::Done(cx.poll())
         }
         Readiness::Ready => {
+            if let Err(need) = probe(cx) {
+                return need;
+            }
             cx.s.wait = None;
             cx.s.last_applied_spec = Some(target.revision.clone());
             cx.s.last_promoted_spec = Some(target.revision.clone());
@@ -484,6 +490,9 @@ fn idle(cx: &mut Cx<'_>) -> Flow {
             format!("Confirm-rollout check {} passed", gate.hook),
         );
     }
+    if let Err(need) = probe(cx) {
+        return need;
+    }
     cx.actions.retain(|a| !matches!(a, Action::SetRoutes(_)));
     cx.reset_run(target);
     cx.route();
@@ -497,6 +506,45 @@ fn idle(cx: &mut Cx<'_>) -> Flow {
         "New revision detected, progressing canary analysis.",
     ));
     Flow::Done(cx.interval())
+}
+
+/// Asks every metric once before traffic moves and records in condition `MetricsAvailable`
+/// whether each can be asked; a metric that cannot (a bad query, an unreachable provider,
+/// refused credentials) is named with its cause, and warned about when it first is.
+fn probe(cx: &mut Cx<'_>) -> Result<(), Flow> {
+    let has_metrics = cx.analysis.metrics.as_ref().is_some_and(|m| !m.is_empty());
+    if cx.spec.skip_analysis() || !has_metrics {
+        return Ok(());
+    }
+    let Some(checks) = cx.obs.probe.as_ref() else {
+        return Err(Flow::Need(Need::Probe));
+    };
+    let broken: Vec<String> = checks
+        .iter()
+        .filter(|c| c.verdict == siskin_api::status::Verdict::Error)
+        .map(|c| {
+            format!(
+                "metric {}: {}",
+                c.name,
+                c.message.as_deref().unwrap_or("error")
+            )
+        })
+        .collect();
+    let was = cx
+        .old
+        .condition(conditions::METRICS_AVAILABLE)
+        .map(|c| (c.status.clone(), c.message.clone()));
+    if broken.is_empty() {
+        let msg = format!("{} metric(s) can be asked", checks.len());
+        conditions::set_metrics(&mut cx.s, true, "Available", &msg, cx.now);
+    } else {
+        let msg = broken.join("; ");
+        if was != Some(("False".to_string(), Some(msg.clone()))) {
+            cx.warn("MetricsUnavailable", format!("{}: {msg}", cx.target()));
+        }
+        conditions::set_metrics(&mut cx.s, false, "QueryFailed", &msg, cx.now);
+    }
+    Ok(())
 }
 
 fn hold_rollout(cx: &mut Cx<'_>, gate: &GateResult, target: &Workload) -> Flow {

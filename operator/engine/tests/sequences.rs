@@ -643,3 +643,67 @@ fn critical_check_rolls_back_at_once_between_intervals() {
         "the value is kept"
     );
 }
+
+#[test]
+fn a_metric_that_cannot_be_asked_is_named_before_traffic_moves() {
+    let mut sim = Sim::new(spec(CANARY));
+    sim.probe_verdict = siskin_api::status::Verdict::Error;
+    sim.run_until(Initialized, 10);
+    let c = sim.status.condition("MetricsAvailable").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "QueryFailed")
+    );
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .starts_with("metric request-success-rate: unreachable"),
+        "{c:?}"
+    );
+    assert!(sim.warnings().contains(&"MetricsUnavailable".to_string()));
+    // Fixed: the next release's probe says so.
+    sim.probe_verdict = siskin_api::status::Verdict::NoData;
+    sim.deploy("rev-2");
+    sim.tick();
+    let c = sim.status.condition("MetricsAvailable").unwrap();
+    assert_eq!(c.status, "True");
+}
+
+#[test]
+fn no_data_counts_as_a_failed_check_by_default() {
+    let yaml = CANARY.replace("threshold: 15", "threshold: 2");
+    let mut sim = initialized(&yaml);
+    sim.deploy("rev-2");
+    sim.analysis_verdict = Some(siskin_api::status::Verdict::NoData);
+    sim.run_until(Failed, 20);
+    assert_eq!(sim.status.failed_checks, 2);
+}
+
+#[test]
+fn no_data_held_by_the_metric_rolls_back_only_at_the_deadline() {
+    let yaml = format!("progressDeadlineSeconds: 120\n{CANARY}")
+        .replace("threshold: 15", "threshold: 2")
+        .replace(
+            "    interval: 1m\n",
+            "    interval: 1m\n    onNoData: hold\n",
+        );
+    let mut sim = initialized(&yaml);
+    sim.deploy("rev-2");
+    sim.run(3);
+    let before = sim.status.canary_weight;
+    sim.analysis_verdict = Some(siskin_api::status::Verdict::NoData);
+    let started = sim.now;
+    sim.run_until(Failed, 40);
+    assert_eq!(sim.status.failed_checks, 0, "no failed check counted");
+    assert!(sim.now.duration_since(started).as_secs() >= 120 - 15);
+    assert!(sim.warnings().contains(&"CheckHeld".to_string()));
+    assert!(
+        sim.alerts()
+            .iter()
+            .any(|(_, m)| m.contains("Progress deadline exceeded without data")),
+        "{:?}",
+        sim.alerts()
+    );
+    assert!(before > 0);
+}

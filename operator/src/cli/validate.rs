@@ -110,6 +110,19 @@ fn check_text(name: &str, text: &str, opts: &Options<'_>, strict: bool, t: &mut 
             Some(Object::MetricTemplate(m)) => {
                 t.templates += 1;
                 problems.extend(validate::metric_template(m));
+                if !siskin_analysis::registry::supported(m.spec.provider.r#type) {
+                    problems.push(Problem::error(
+                        "spec.provider.type",
+                        format!(
+                            "metrics provider {} is not supported by this Siskin yet",
+                            siskin_analysis::resolve::type_name(m.spec.provider.r#type)
+                        ),
+                        &format!(
+                            "use one of {}",
+                            siskin_analysis::registry::supported_names().join(", ")
+                        ),
+                    ));
+                }
             }
             Some(Object::AlertProvider(a)) => {
                 t.providers += 1;

@@ -8,9 +8,11 @@ use std::{
     time::Duration,
 };
 
+use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use siskin_api::{Canary, CanarySpec, CanaryStatus, status::CheckStatus};
-use siskin_driver::{Subject, SystemClock, checks, watch_critical};
+use siskin_analysis::{Analyzer, NoSecrets, resolve::Context};
+use siskin_api::{Canary, CanaryStatus, Provider, status::CheckStatus};
+use siskin_driver::{SystemClock, checks, watch_critical};
 use tokio::{sync::mpsc, task::AbortHandle};
 
 use super::fleet::RouterFleet;
@@ -60,12 +62,28 @@ impl CriticalWatch {
     pub fn follow(
         self: &Arc<Self>,
         key: ObjectRef<Canary>,
-        spec: &CanarySpec,
+        canary: &Canary,
         status: &CanaryStatus,
-        route: String,
+        provider: Provider,
     ) {
+        let spec = &canary.spec;
+        let ns = canary.namespace().unwrap_or_default();
+        let route = format!("{ns}/{}", spec.apex_name());
+        let vars = crate::analysis::vars(canary, &ns);
+        let templates = crate::analysis::Templates::new();
+        let live = Analyzer {
+            cx: Context {
+                vars: vars.clone(),
+                provider,
+                metrics_server: None,
+                route: &route,
+                templates: &templates,
+            },
+            router: &self.fleet,
+            secrets: &NoSecrets,
+        };
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        if !checks::exposed(status) || !checks::has_critical(&spec.analysis()) {
+        if !checks::exposed(status) || !checks::has_critical(&spec.analysis(), &live) {
             if let Some((_, h)) = watchers.remove(&key) {
                 h.abort();
             }
@@ -88,15 +106,23 @@ impl CriticalWatch {
         }
         let (spec, status, me, k) = (spec.clone(), status.clone(), self.clone(), key.clone());
         let task = tokio::spawn(async move {
-            let subject = Subject {
-                route: &route,
-                unsupported: "",
+            let templates = crate::analysis::Templates::new();
+            // Only the router's live statistics are watched: no templates, no Secrets.
+            let live = Analyzer {
+                cx: Context {
+                    vars,
+                    provider,
+                    metrics_server: None,
+                    route: &route,
+                    templates: &templates,
+                },
+                router: &me.fleet,
+                secrets: &NoSecrets,
             };
             let failed = watch_critical(
                 &spec,
                 &status,
-                subject,
-                &me.fleet,
+                &live,
                 &SystemClock,
                 POLL,
                 Duration::from_secs(365 * 24 * 3600),

@@ -13,8 +13,9 @@ use kube::{
     runtime::{controller::Action as Requeue, events::Recorder, reflector::ObjectRef},
 };
 use serde_json::json;
+use siskin_analysis::Analyzer;
 use siskin_api::{Canary, Phase, validate};
-use siskin_driver::{Error, Outcome, Release, Seams, Subject, SystemClock};
+use siskin_driver::{Error, Outcome, Release, Seams, SystemClock};
 use tracing::{Instrument, info, warn};
 
 use super::{
@@ -27,9 +28,6 @@ use super::{
     world::{KubeWorld, LogNotifier},
 };
 use crate::{backends::REGISTRY, hooks::HttpWebhooks};
-
-/// Why metrics other than the built-in checks have no value here yet.
-const UNSUPPORTED: &str = "MetricTemplates and custom queries need the Prometheus provider, which this operator does not have yet; use request-success-rate or request-duration";
 
 /// Shared by every reconcile.
 pub struct Ctx {
@@ -197,15 +195,37 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
         spec: &canary.spec,
         status: &status,
         deleting,
-        subject: Subject {
+    };
+    let templates = super::templates::read(
+        &ctx.client,
+        group,
+        &crate::analysis::template_refs(&canary, &ns),
+    )
+    .await?;
+    let secrets = super::templates::KubeSecrets {
+        client: ctx.client.clone(),
+    };
+    let metrics_server = canary
+        .spec
+        .metrics_server
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| ctx.settings.metrics_server.clone());
+    let analyzer = Analyzer {
+        cx: siskin_analysis::resolve::Context {
+            vars: crate::analysis::vars(&canary, &ns),
+            provider,
+            metrics_server: Some(&metrics_server),
             route: &route,
-            unsupported: UNSUPPORTED,
+            templates: &templates,
         },
+        router: &ctx.fleet,
+        secrets: &secrets,
     };
     let seams = Seams {
         platform: &world,
         traffic: &world,
-        metrics: &ctx.fleet,
+        metrics: &analyzer,
         webhooks: &ctx.hooks,
         notifier: &LogNotifier,
         events: &world,
@@ -224,7 +244,7 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
     };
     record_metrics(ctx, &canary, &status, &outcome);
     ctx.critical
-        .follow(key.clone(), &canary.spec, &outcome.status, route);
+        .follow(key.clone(), &canary, &outcome.status, provider);
     if deleting && outcome.status.phase == Phase::Terminated {
         let finalizers: Vec<String> = canary
             .finalizers()

@@ -10,19 +10,16 @@
 use std::{path::Path, time::Duration};
 
 use siskin_analysis::providers::router_stats::{DEFAULT_MIN_SAMPLES, RouterStatsProvider};
+use siskin_analysis::{Analyzer, ProviderError, Secrets, resolve::Context};
 use siskin_api::{Phase, validate};
-use siskin_driver::{Release, Seams, Subject, SystemClock, watch_critical};
+use siskin_driver::{Release, Seams, SystemClock, watch_critical};
 use siskin_router::{Options, Router, Source};
 
 use super::{
-    spec::{StandaloneFile, Upstream, load},
+    spec::{NAMESPACE, StandaloneFile, Upstream, load},
     world::{FileWorld, Output},
 };
 use crate::{backends::REGISTRY, hooks::HttpWebhooks};
-
-/// Why metrics other than the built-in ones have no value here.
-const UNSUPPORTED: &str =
-    "standalone mode runs the built-in checks only (request-success-rate, request-duration)";
 
 /// How often critical checks read the live window between steps.
 const CRITICAL_POLL: Duration = Duration::from_millis(200);
@@ -114,22 +111,33 @@ pub async fn run(path: &Path, opts: RunOptions) -> anyhow::Result<Phase> {
     result
 }
 
+/// The file's `secrets`.
+struct FileSecrets(std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>);
+
+#[async_trait::async_trait]
+impl Secrets for FileSecrets {
+    async fn secret(
+        &self,
+        _namespace: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ProviderError> {
+        self.0
+            .get(name)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect()
+            })
+            .ok_or_else(|| ProviderError::Config(format!("no secrets entry named {name:?}")))
+    }
+}
+
 async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
-    let metrics = RouterStatsProvider::new(
+    let router = RouterStatsProvider::new(
         format!("http://{}", world.file().admin_addr),
         DEFAULT_MIN_SAMPLES,
     );
     let webhooks = HttpWebhooks::default();
-    let seams = Seams {
-        platform: world,
-        traffic: world,
-        metrics: &metrics,
-        webhooks: &webhooks,
-        notifier: world,
-        events: world,
-        store: world,
-        clock: &SystemClock,
-    };
     let mut critical = None;
     loop {
         world.reload_file();
@@ -138,17 +146,35 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
         let canary = file.canary();
         let before = world.status();
         let route = file.route();
-        let subject = Subject {
-            route: &route,
-            unsupported: UNSUPPORTED,
+        let templates = file.templates();
+        let secrets = FileSecrets(file.secrets.clone());
+        let metrics = Analyzer {
+            cx: Context {
+                vars: crate::analysis::vars(&canary, NAMESPACE),
+                provider: siskin_api::Provider::Builtin,
+                metrics_server: file.metrics_server.as_deref(),
+                route: &route,
+                templates: &templates,
+            },
+            router: &router,
+            secrets: &secrets,
+        };
+        let seams = Seams {
+            platform: world,
+            traffic: world,
+            metrics: &metrics,
+            webhooks: &webhooks,
+            notifier: world,
+            events: world,
+            store: world,
+            clock: &SystemClock,
         };
         let release = Release {
             name: &file.name,
-            namespace: "standalone",
+            namespace: NAMESPACE,
             spec: &canary.spec,
             status: &before,
             deleting: opts.revert,
-            subject,
         };
         let outcome = match siskin_driver::step(&release, &seams, critical.take()).await {
             Ok(o) => o,
@@ -181,7 +207,6 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
         critical = watch_critical(
             &canary.spec,
             &outcome.status,
-            subject,
             &metrics,
             &SystemClock,
             CRITICAL_POLL,

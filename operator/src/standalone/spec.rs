@@ -38,6 +38,28 @@ pub struct StandaloneFile {
     /// Promote without analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_analysis: Option<bool>,
+    /// Prometheus for inline `query` metrics (the built-in checks read the router).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_server: Option<String>,
+    /// MetricTemplates the metrics name with `templateRef` (a MetricTemplate's `spec`, with
+    /// its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_templates: Vec<NamedTemplate>,
+    /// Credentials the templates name with `secretRef`: Secret name → key → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A MetricTemplate in the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedTemplate {
+    /// The name `templateRef.name` uses.
+    pub name: String,
+    /// Where the query runs.
+    pub provider: siskin_api::metric_template::MetricsProvider,
+    /// The query template.
+    pub query: String,
 }
 
 /// One upstream: an address that runs on its own, or a command Siskin starts and stops.
@@ -115,8 +137,38 @@ pub fn problems(file: &StandaloneFile) -> Vec<String> {
     if file.primary.is_empty() {
         out.push("primary: empty; list at least one upstream in service".into());
     }
+    for (i, m) in file.analysis.metrics.iter().flatten().enumerate() {
+        if let Some(r) = &m.template_ref
+            && !file.metric_templates.iter().any(|t| t.name == r.name)
+        {
+            out.push(format!(
+                "analysis.metrics[{i}].templateRef: no metricTemplates entry named {:?}; add one",
+                r.name
+            ));
+        }
+    }
+    for (i, t) in file.metric_templates.iter().enumerate() {
+        if let Some(s) = &t.provider.secret_ref
+            && !file.secrets.contains_key(&s.name)
+        {
+            out.push(format!(
+                "metricTemplates[{i}].provider.secretRef: no secrets entry named {:?}; add one",
+                s.name
+            ));
+        }
+        if !siskin_analysis::registry::supported(t.provider.r#type) {
+            out.push(format!(
+                "metricTemplates[{i}].provider.type: {} is not supported yet; use one of {}",
+                siskin_analysis::resolve::type_name(t.provider.r#type),
+                siskin_analysis::registry::supported_names().join(", ")
+            ));
+        }
+    }
     out
 }
+
+/// The namespace a standalone release goes by (in payloads, routes and templates).
+pub const NAMESPACE: &str = "standalone";
 
 // === impl StandaloneFile ===
 
@@ -137,9 +189,28 @@ impl StandaloneFile {
             analysis: Some(self.analysis.clone()),
             progress_deadline_seconds: self.progress_deadline_seconds,
             skip_analysis: self.skip_analysis,
+            metrics_server: self.metrics_server.clone(),
             ..Default::default()
         };
-        Canary::new(ApiGroup::Siskin, &self.name, spec)
+        let mut c = Canary::new(ApiGroup::Siskin, &self.name, spec);
+        c.metadata.namespace = Some(NAMESPACE.to_string());
+        c
+    }
+
+    /// The file's MetricTemplates, by (`standalone`, name).
+    pub fn templates(&self) -> crate::analysis::Templates {
+        self.metric_templates
+            .iter()
+            .map(|t| {
+                (
+                    (NAMESPACE.to_string(), t.name.clone()),
+                    siskin_api::MetricTemplateSpec {
+                        provider: t.provider.clone(),
+                        query: t.query.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The route name the router reports statistics under.

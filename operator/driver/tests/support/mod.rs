@@ -10,14 +10,14 @@ use std::{
 };
 
 use async_trait::async_trait;
-use siskin_analysis::{MetricsProvider, ProviderError, Query};
+use siskin_analysis::{Measurement, MetricSource, ProviderError, Query, Resolved, Source};
 use siskin_api::{
     CanarySpec, CanaryStatus, HookType, Phase, Severity, Weight, analysis::CanaryWebhook,
     status::CheckStatus,
 };
 use siskin_driver::{
     Clock, Error, Events, Notification, Notifier, Outcome, Payload, Platform, Release,
-    RoutingIntent, Seams, StatusStore, Subject, Traffic, Webhooks, Workloads,
+    RoutingIntent, Seams, StatusStore, Traffic, Webhooks, Workloads,
 };
 use siskin_engine::{Event, Readiness, RouteState, Scale, Timestamp, Workload};
 
@@ -130,10 +130,6 @@ impl World {
             spec: &self.spec,
             status: &status,
             deleting: self.deleting,
-            subject: Subject {
-                route: "test/podinfo",
-                unsupported: "only built-in checks in this world",
-            },
         };
         let seams = Seams {
             platform: self,
@@ -333,14 +329,22 @@ impl Traffic for World {
 }
 
 #[async_trait]
-impl MetricsProvider for World {
-    async fn query(&self, query: &Query) -> Result<f64, ProviderError> {
-        self.with(|s| {
+impl MetricSource for World {
+    async fn measure(
+        &self,
+        metric: &siskin_api::analysis::CanaryMetric,
+        window: Option<Duration>,
+    ) -> Measurement {
+        let window = window.unwrap_or_else(|| metric.interval());
+        let query = Query::Builtin {
+            metric: siskin_analysis::BuiltinMetric::SuccessRate,
+            route: "test/podinfo".into(),
+            backend: siskin_route::Role::Canary,
+            window,
+        };
+        let value = self.with(|s| {
             s.queries.push(query.clone());
-            let Query::Builtin { window, .. } = query else {
-                return Err(ProviderError::NoValues);
-            };
-            if *window <= Duration::from_secs(10) {
+            if window <= Duration::from_secs(10) {
                 return s.live_success_rate.ok_or(ProviderError::NoValues);
             }
             let v = if s.success_rates.len() > 1 {
@@ -349,11 +353,20 @@ impl MetricsProvider for World {
                 s.success_rates.front().copied()
             };
             v.ok_or(ProviderError::NoValues)
-        })
+        });
+        Measurement {
+            resolved: Some(Resolved {
+                metric: metric.name.clone(),
+                source: Source::Router,
+                query,
+                window,
+            }),
+            value,
+        }
     }
 
-    async fn health(&self) -> Result<(), ProviderError> {
-        Ok(())
+    fn is_live(&self, metric: &siskin_api::analysis::CanaryMetric) -> bool {
+        metric.is_builtin()
     }
 }
 

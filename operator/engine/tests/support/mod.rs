@@ -44,6 +44,10 @@ pub struct Sim {
     pub analysis: Vec<bool>,
     /// Gate outcomes by type; absent types pass.
     pub gates: BTreeMap<HookType, bool>,
+    /// The verdict of every metric when probed (and of analyses when `analysis_verdict` is set).
+    pub probe_verdict: Verdict,
+    /// When set, every analysis answers this verdict without a value.
+    pub analysis_verdict: Option<Verdict>,
     pub ticks: Vec<Tick>,
     pub hooks_run: Vec<HookType>,
 }
@@ -64,6 +68,8 @@ impl Sim {
             primary_readiness: Readiness::Ready,
             analysis: Vec::new(),
             gates: BTreeMap::new(),
+            probe_verdict: Verdict::NoData,
+            analysis_verdict: None,
             ticks: Vec::new(),
             hooks_run: Vec::new(),
         }
@@ -112,6 +118,36 @@ impl Sim {
                                     muted: false,
                                 },
                             );
+                        }
+                        Need::Probe => {
+                            obs.probe = Some(
+                                self.spec
+                                    .analysis()
+                                    .metrics
+                                    .iter()
+                                    .flatten()
+                                    .map(|m| CheckStatus {
+                                        name: m.name.clone(),
+                                        kind: "metric".into(),
+                                        verdict: self.probe_verdict,
+                                        message: Some("unreachable: prometheus:9090".into()),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        Need::Analysis if self.analysis_verdict.is_some() => {
+                            let v = self.analysis_verdict.unwrap_or(Verdict::NoData);
+                            analysis_passed = Some(false);
+                            obs.analysis = Some(AnalysisResult {
+                                checks: vec![CheckStatus {
+                                    name: "request-success-rate".into(),
+                                    kind: "metric".into(),
+                                    verdict: v,
+                                    message: Some("no values found".into()),
+                                    ..Default::default()
+                                }],
+                            });
                         }
                         Need::Analysis => {
                             let ok = if self.analysis.is_empty() {
