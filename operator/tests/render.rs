@@ -516,3 +516,92 @@ async fn an_empty_selector_takes_the_apex_service_back_from_its_owner() {
     let selector = now.spec.unwrap().selector.unwrap_or_default();
     assert!(selector.is_empty(), "selector left: {selector:?}");
 }
+
+#[test]
+fn queries_are_printed_exactly_as_they_would_be_sent() {
+    let input = r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: gatewayapi:v1
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898, gatewayRefs: [{name: gw}]}
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeight: 10
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 1m
+    - name: error-rate
+      templateRef: {name: error-rate, namespace: flagger-system}
+      templateVariables: {reporter: source}
+      thresholdRange: {max: 1}
+      interval: 30s
+    - name: broken
+      templateRef: {name: missing}
+---
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: error-rate, namespace: flagger-system}
+spec:
+  provider: {type: prometheus, address: "http://prometheus.istio-system:9090"}
+  query: |
+    100 - sum(
+      rate(istio_requests_total{reporter="{{ variables.reporter }}", destination_workload=~"{{ target }}"}[{{ interval }}])
+    )
+"#;
+    let (code, out, err) = render(
+        input,
+        &[
+            "--queries",
+            "-o",
+            "json",
+            "--metrics-server",
+            "http://prom:9090",
+        ],
+    );
+    assert_eq!(
+        code, 1,
+        "a metric that cannot be resolved fails the command: {err}"
+    );
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["provider"], "prometheus");
+    assert_eq!(rows[0]["address"], "http://prom:9090");
+    assert!(
+        rows[0]["query"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"sum( rate( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)", status!~"5.*" }[1m] ) )"#),
+        "{}",
+        rows[0]["query"]
+    );
+    assert_eq!(rows[1]["address"], "http://prometheus.istio-system:9090");
+    assert_eq!(
+        rows[1]["query"],
+        r#"100 - sum( rate(istio_requests_total{reporter="source", destination_workload=~"podinfo"}[30s]) )"#
+    );
+    assert!(
+        rows[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("MetricTemplate test/missing does not exist"),
+        "{}",
+        rows[2]
+    );
+    // The built-in router answers its own checks: no query language, the route's statistics.
+    let builtin = std::fs::read_to_string(dir().join("inputs/builtin.yaml")).unwrap();
+    let (code, out, err) = render(&builtin, &["--queries"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Value> = serde_yaml::from_str(&out).unwrap();
+    assert_eq!(rows[0]["provider"], "builtin");
+    assert!(
+        rows[0]["query"]
+            .as_str()
+            .unwrap()
+            .contains("route test/podinfo")
+    );
+}

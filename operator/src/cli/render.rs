@@ -54,6 +54,18 @@ pub struct Args {
     /// Copy tracked ConfigMaps and Secrets for the primary.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_config_tracking: bool,
+    /// Print, for each metric, the provider, the address and the query exactly as it would be
+    /// sent, instead of the objects.
+    #[arg(long)]
+    queries: bool,
+    /// Prometheus for built-in checks outside the router and inline queries (the operator's
+    /// --metrics-server; a Canary's spec.metricsServer wins).
+    #[arg(
+        long,
+        env = "SISKIN_METRICS_SERVER",
+        default_value = "http://prometheus:9090"
+    )]
+    metrics_server: String,
     /// The time written into the status (RFC 3339; default: now), for reproducible output.
     #[arg(long, hide = true)]
     now: Option<jiff::Timestamp>,
@@ -132,6 +144,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .resolve(&args.mesh_provider)
         .map_err(|e| anyhow::anyhow!("--mesh-provider: {e}"))?
         .provider();
+    if args.queries {
+        return queries(args, &canaries, &others, default_provider);
+    }
     let mut items = Vec::new();
     for canary in &canaries {
         items.extend(render(args, canary, &others, default_provider)?);
@@ -148,6 +163,79 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--queries`: what every metric asks, and where; exit 1 when one cannot be resolved.
+fn queries(
+    args: &Args,
+    canaries: &[Canary],
+    others: &[Value],
+    default_provider: Provider,
+) -> anyhow::Result<ExitCode> {
+    let mut templates = crate::analysis::Templates::new();
+    for v in others {
+        let group = v["apiVersion"]
+            .as_str()
+            .map(ApiGroup::from_api_version)
+            .and_then(Result::ok);
+        if v["kind"] == "MetricTemplate" && group.is_some() {
+            let t: siskin_api::MetricTemplate =
+                serde_json::from_value(v.clone()).context("not a valid MetricTemplate")?;
+            let ns = t.namespace().unwrap_or_else(|| "default".into());
+            templates.insert((ns, t.name_any()), t.spec);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut broken = 0;
+    for canary in canaries {
+        let ns = canary.namespace().unwrap_or_else(|| "default".into());
+        let provider = canary.spec.provider.unwrap_or(default_provider);
+        let route = format!("{ns}/{}", canary.spec.apex_name());
+        let server = canary
+            .spec
+            .metrics_server
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| args.metrics_server.clone());
+        let cx = siskin_analysis::resolve::Context {
+            vars: crate::analysis::vars(canary, &ns),
+            provider,
+            metrics_server: Some(&server),
+            route: &route,
+            templates: &templates,
+        };
+        for m in canary.spec.analysis().metrics.iter().flatten() {
+            let mut row =
+                json!({"canary": format!("{ns}/{}", canary.name_any()), "metric": m.name});
+            match siskin_analysis::resolve(m, &cx, None) {
+                Ok(r) => {
+                    row["provider"] = json!(r.provider());
+                    row["address"] = match r.address() {
+                        Some(a) => json!(a),
+                        None => json!(format!(
+                            "the routers' admin ports ({})",
+                            args.router_service
+                        )),
+                    };
+                    row["query"] = json!(r.text());
+                }
+                Err(e) => {
+                    broken += 1;
+                    row["error"] = json!(e.to_string());
+                }
+            }
+            rows.push(row);
+        }
+    }
+    match args.output.as_str() {
+        "json" => println!("{}", serde_json::to_string_pretty(&rows)?),
+        _ => print!("{}", serde_yaml::to_string(&rows)?),
+    }
+    Ok(if broken > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn render(
