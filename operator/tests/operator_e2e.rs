@@ -1458,3 +1458,139 @@ async fn critical_check_rolls_back_from_live_statistics_between_steps() {
         w.abort();
     }
 }
+
+/// Checks on a real Prometheus (scraping this test's router every second) through a
+/// MetricTemplate on the real API server: a template whose Prometheus cannot be reached is
+/// named in the Canary's `MetricsAvailable` condition at initialization, before traffic moves;
+/// once fixed, a good release is promoted and a bad one rolled back on the query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_are_judged_by_a_metric_template_on_prometheus() {
+    use siskin_e2e::prometheus::{Options, Prometheus};
+    let sc = scene("op-prom").await;
+    let prom = Prometheus::start(&Options {
+        scrape: vec![format!("127.0.0.1:{}", sc.router.admin)],
+        ..Default::default()
+    })
+    .unwrap();
+    let templates = Api::<DynamicObject>::namespaced_with(
+        sc.admin.clone(),
+        &sc.ns,
+        &ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("siskin.dev", "v1beta1", "MetricTemplate"),
+            "metrictemplates",
+        ),
+    );
+    let template = |address: &str| {
+        json!({"apiVersion": "siskin.dev/v1beta1", "kind": "MetricTemplate",
+            "metadata": {"name": "error-rate"},
+            "spec": {"provider": {"type": "prometheus", "address": address},
+                "query": "(sum(rate(siskin_router_requests_total{route=\"{{ namespace }}/{{ target }}\", backend=\"canary\", status_class=\"5xx\"}[{{ interval }}])) or on() vector(0)) / sum(rate(siskin_router_requests_total{route=\"{{ namespace }}/{{ target }}\", backend=\"canary\"}[{{ interval }}])) * 100"}})
+    };
+    let apply_template = |address: String| {
+        let body = template(&address);
+        let templates = templates.clone();
+        async move {
+            templates
+                .patch(
+                    "error-rate",
+                    &PatchParams::apply("gitops").force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    apply_template(format!("http://127.0.0.1:{}", free_port())).await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"analysis": {"interval": "10s", "threshold": 1, "maxWeight": 50, "stepWeight": 50,
+            "metrics": [{"name": "error-rate", "templateRef": {"name": "error-rate"},
+                "thresholdRange": {"max": 5}, "interval": "10s"}]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let cond = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MetricsAvailable")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cond["status"], "False", "{s:#}");
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("metric error-rate: unreachable"),
+        "{cond}"
+    );
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter()
+            .any(|(t, r, _)| t == "Warning" && r == "MetricsUnavailable"),
+        "{ev:#?}"
+    );
+    apply_template(prom.url.clone()).await;
+    let (_counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    let cond = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MetricsAvailable")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        cond["status"], "True",
+        "probed again at the new revision: {cond}"
+    );
+    let check = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "error-rate")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (check["verdict"].as_str(), check["provider"].as_str()),
+        (Some("Pass"), Some("prometheus")),
+        "{check}"
+    );
+    apply_deployment(&sc.admin, &sc.ns, &deployment("3.0.0", "0.5")).await;
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Failed",
+        Duration::from_secs(120),
+    )
+    .await;
+    let check = s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "error-rate")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["verdict"], "Fail", "{check}\n{}", op.log());
+    assert!(check["value"].as_f64().unwrap() > 20.0, "{check}");
+    traffic.abort();
+}

@@ -461,3 +461,129 @@ async fn ab_run_sends_only_matching_requests_to_the_canary_and_revert_hands_traf
         assert_eq!(get(listen, None).await, "v2", "every request to the target");
     }
 }
+
+/// Checks against a real Prometheus scraping the in-process router every second: a good
+/// release is promoted and a bad one rolled back on a MetricTemplate's query; with Prometheus
+/// stopped mid-analysis the check is an error naming the cause and nothing is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_are_judged_by_prometheus_queries() {
+    use siskin_e2e::prometheus::{Options, Prometheus};
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    let mut prom = Prometheus::start(&Options {
+        scrape: vec![format!("127.0.0.1:{admin}")],
+        ..Default::default()
+    })
+    .unwrap();
+    let (v1, v2, bad) = (
+        upstream("v1", 0).await,
+        upstream("v2", 0).await,
+        upstream("bad", 3).await,
+    );
+    let write = |canary: &str, threshold: u32| {
+        std::fs::write(&file, format!(
+            "name: checkout\nlisten: 127.0.0.1:{listen}\nadminAddr: 127.0.0.1:{admin}\nprimary: [\"{v1}\"]\ncanary: [{canary}]\nprogressDeadlineSeconds: 60\nmetricTemplates:\n- name: error-rate\n  provider: {{type: prometheus, address: \"{}\"}}\n  query: |\n    sum(rate(siskin_router_requests_total{{route=\"{{{{ namespace }}}}/{{{{ target }}}}\", backend=\"canary\", status_class=\"5xx\"}}[{{{{ interval }}}}]))\n    / sum(rate(siskin_router_requests_total{{route=\"{{{{ namespace }}}}/{{{{ target }}}}\", backend=\"canary\"}}[{{{{ interval }}}}])) * 100\n    or on() vector(0)\nanalysis:\n  interval: 10s\n  threshold: {threshold}\n  maxWeight: 50\n  stepWeight: 25\n  metrics:\n  - name: error-rate\n    templateRef: {{name: error-rate}}\n    thresholdRange: {{max: 5}}\n    interval: 10s\n",
+            prom.url
+        )).unwrap();
+    };
+    write("", 1);
+    let run = Run::start(&file);
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    let s = status(&file);
+    let cond = s["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MetricsAvailable")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cond["status"], "True", "probed before traffic: {s}");
+    let load = tokio::spawn(async move {
+        loop {
+            let _ = get_status(listen).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    write(&format!("\"{v2}\""), 1);
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(120)).await;
+    let check = s["status"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "error-rate")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["verdict"], "Pass", "{check}");
+    assert_eq!(check["provider"], "prometheus");
+    assert!(
+        check["query"]
+            .as_str()
+            .unwrap()
+            .contains(r#"route="standalone/checkout""#),
+        "{check}"
+    );
+    // A third of the bad canary's answers are errors: rolled back on the query.
+    write(&format!("\"{bad}\""), 1);
+    let s = wait_phase(&file, "Failed", Duration::from_secs(120)).await;
+    assert!(s["status"]["failedChecks"].as_i64().unwrap() >= 1, "{s}");
+    // Prometheus stopped mid-analysis: an error naming the cause, and no promotion.
+    write(&format!("\"{v1}\""), 3);
+    let started = Instant::now();
+    loop {
+        let s = status(&file);
+        if s["status"]["phase"] == "Progressing" && s["status"]["canaryWeight"].as_i64() > Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    prom.stop();
+    let started = Instant::now();
+    let check = loop {
+        let s = status(&file);
+        assert_ne!(
+            s["status"]["phase"], "Succeeded",
+            "promoted without data: {s}"
+        );
+        let c = s["status"]["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == "error-rate" && c["verdict"] == "Error")
+            .cloned();
+        if let Some(c) = c {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no error check: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable:"),
+        "{check}"
+    );
+    let s = wait_phase(&file, "Failed", Duration::from_secs(90)).await;
+    assert_eq!(
+        s["status"]["lastPromotedSpec"],
+        status(&file)["status"]["lastPromotedSpec"]
+    );
+    load.abort();
+    drop(run);
+}
+
+async fn get_status(listen: u16) -> Option<u16> {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    client
+        .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
