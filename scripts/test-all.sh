@@ -40,11 +40,11 @@ while IFS='=' read -r name path; do export "$name=$path"; done < <(scripts/tools
 "$SISKIN_KUSTOMIZE" version
 "$SISKIN_HELM" lint config/helm/siskin
 
-step "Prometheus for the analysis tests (Debian's prometheus package)"
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+step "Prometheus and openssl for the analysis tests (Debian packages)"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null; then
   sudo=$(command -v sudo || true)
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus openssl
 fi
 prometheus --version 2>&1 | sed -n 1p
 

@@ -1,7 +1,18 @@
 //! Provider implementations, one file each.
 
+pub mod cloudwatch;
+pub mod datadog;
+pub mod dynatrace;
+pub mod externalmetrics;
+pub mod graphite;
+pub mod http;
+pub mod influxdb;
+pub mod keptn;
+pub mod newrelic;
 pub mod prometheus;
 pub mod router_stats;
+pub mod splunk;
+pub mod stackdriver;
 
 /// An HTTP client builder for providers: rustls with the ring provider (the one kube uses),
 /// installed as the process default first if nothing else installed one.

@@ -68,6 +68,8 @@ pub struct Analyzer<'a> {
     pub router: &'a dyn MetricsProvider,
     /// Credentials.
     pub secrets: &'a dyn Secrets,
+    /// The cluster, for the providers that read its API server (Keptn, external metrics).
+    pub kube: Option<kube::Client>,
 }
 
 #[async_trait]
@@ -97,7 +99,11 @@ impl MetricSource for Analyzer<'_> {
                     },
                     None => None,
                 };
-                match registry::build(spec, secret.as_ref()) {
+                let extras = registry::Extras {
+                    window: resolved.window,
+                    kube: self.kube.clone(),
+                };
+                match registry::build(spec, secret.as_ref(), &extras) {
                     Ok(p) => p.query(&resolved.query).await,
                     Err(e) => Err(e),
                 }

@@ -75,6 +75,7 @@ async fn measure(
         },
         router: &router,
         secrets,
+        kube: None,
     };
     a.measure(m, None).await
 }

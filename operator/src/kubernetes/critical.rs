@@ -81,6 +81,7 @@ impl CriticalWatch {
             },
             router: &self.fleet,
             secrets: &NoSecrets,
+            kube: None,
         };
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         if !checks::exposed(status) || !checks::has_critical(&spec.analysis(), &live) {
@@ -118,6 +119,7 @@ impl CriticalWatch {
                 },
                 router: &me.fleet,
                 secrets: &NoSecrets,
+                kube: None,
             };
             let failed = watch_critical(
                 &spec,

@@ -221,6 +221,7 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
         },
         router: &ctx.fleet,
         secrets: &secrets,
+        kube: Some(ctx.client.clone()),
     };
     let seams = Seams {
         platform: &world,

@@ -158,6 +158,7 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
             },
             router: &router,
             secrets: &secrets,
+            kube: None,
         };
         let seams = Seams {
             platform: world,
