@@ -104,6 +104,13 @@ pub fn build(
         MetricsProviderType::Splunk => Box::new(SplunkProvider::new(&address()?, secret, w)?),
         MetricsProviderType::Stackdriver => Box::new(StackdriverProvider::new(a, secret)?),
         MetricsProviderType::Keptn => Box::new(KeptnProvider::new(kube()?)),
-        MetricsProviderType::Externalmetrics => Box::new(ExternalMetricsProvider::new(kube()?)),
+        MetricsProviderType::Externalmetrics => match a {
+            Some(a) => Box::new(ExternalMetricsProvider::at(
+                a,
+                spec.insecure_skip_verify,
+                secret,
+            )?),
+            None => Box::new(ExternalMetricsProvider::new(kube()?)),
+        },
     })
 }

@@ -5,6 +5,9 @@
 //! JWT's RS256 signature verified with the service account's public key), query encoding, body
 //! shape — answers as the real API answers (shapes from the providers' API references and
 //! Flagger's tests), and refuses anything else, so a provider that passes asked correctly.
+//! The external metrics API with `spec.provider.address` is asked of that server directly; its
+//! stand-in plays a metrics adapter (KEDA's, Datadog's cluster agent) answering
+//! `external.metrics.k8s.io/v1beta1` as the Kubernetes API defines it.
 //! Graphite and InfluxDB are open-source but not packaged here; the same kind of stand-in
 //! checks their HTTP APIs.
 
@@ -24,6 +27,7 @@ use siskin_analysis::{
         cloudwatch::{CloudWatchProvider, hmac},
         datadog::DatadogProvider,
         dynatrace::DynatraceProvider,
+        externalmetrics::ExternalMetricsProvider,
         graphite::GraphiteProvider,
         influxdb::InfluxProvider,
         newrelic::NewRelicProvider,
@@ -610,5 +614,46 @@ async fn stackdriver_exchanges_a_signed_jwt_for_a_token_and_runs_mql() {
     assert!(matches!(
         p.query(&text("fetch x")).await,
         Err(ProviderError::Unauthorized { .. })
+    ));
+}
+
+#[tokio::test]
+async fn external_metrics_at_an_address_are_asked_with_the_bearer_token() {
+    let (url, seen) = stand_in(|s| {
+        if s.headers.get("authorization").map(String::as_str) != Some("Bearer adapter-token") {
+            return (401, "application/json", r#"{"kind":"Status","code":401}"#.into());
+        }
+        match (s.path.as_str(), s.query.get("labelSelector").map(String::as_str)) {
+            ("/apis/external.metrics.k8s.io/v1beta1/namespaces/test/queue_depth", Some("app=podinfo")) => json(serde_json::json!({
+                "kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1",
+                "metadata": {},
+                "items": [{"metricName": "queue_depth", "metricLabels": {"app": "podinfo"},
+                           "timestamp": "2026-12-01T00:00:00Z", "value": "1500m"}]
+            })),
+            ("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/empty", None) => json(serde_json::json!({
+                "kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1",
+                "metadata": {}, "items": []
+            })),
+            _ => (404, "application/json", r#"{"kind":"Status","code":404}"#.into()),
+        }
+    })
+    .await;
+    let token = secret(&[("token", "adapter-token")]);
+    let p = ExternalMetricsProvider::at(&url, false, Some(&token)).unwrap();
+    assert_eq!(
+        p.query(&text("test/queue_depth?labelSelector=app%3Dpodinfo"))
+            .await,
+        Ok(1.5)
+    );
+    assert_eq!(p.query(&text("empty")).await, Err(ProviderError::NoValues));
+    assert_eq!(
+        p.query(&text("test/unknown")).await,
+        Err(ProviderError::NoValues)
+    );
+    assert_eq!(seen.lock().unwrap()[0].method, "GET");
+    let anonymous = ExternalMetricsProvider::at(&url, false, None).unwrap();
+    assert!(matches!(
+        anonymous.query(&text("test/queue_depth")).await,
+        Err(ProviderError::Unauthorized { status: 401, .. })
     ));
 }
