@@ -3,7 +3,7 @@
 use siskin_api::{
     CanaryMetric, METRIC_REQUEST_SUCCESS_RATE,
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-    status::{CheckStatus, Verdict},
+    status::{CheckStatus, Judgement, Verdict},
 };
 
 use crate::{ProviderError, source::Measurement};
@@ -62,6 +62,7 @@ pub fn assess(
         &Measurement {
             resolved: None,
             value,
+            judgement: None,
         },
         now,
     )
@@ -80,6 +81,7 @@ pub fn assess_measurement(
         Err(e) if e.is_no_data() => (None, Verdict::NoData, Some(e.to_string())),
         Err(e) => (None, Verdict::Error, Some(e.to_string())),
     };
+    let message = message.or_else(|| m.judgement.as_ref().map(explain));
     CheckStatus {
         name: metric.name.clone(),
         kind: "metric".to_string(),
@@ -91,7 +93,45 @@ pub fn assess_measurement(
         query: m.resolved.as_ref().map(|r| r.text()),
         message,
         time: Some(Time(now)),
+        judge: m.judgement.clone(),
     }
+}
+
+/// The judge's decision in words: effect, interval, test and data.
+pub fn explain(j: &Judgement) -> String {
+    let small = |v: f64| {
+        if v >= 0.001 {
+            format!("{}", (v * 1000.0).round() / 1000.0)
+        } else {
+            format!("{v:.1e}")
+        }
+    };
+    let level = format!(
+        "{} % interval at alpha {}",
+        (100.0 * (1.0 - 2.0 * j.alpha) * 1000.0).round() / 1000.0,
+        small(j.alpha)
+    );
+    let (what, unit, stat) = if j.test == "mann-whitney" {
+        (
+            "latency shift",
+            "%",
+            format!("Mann-Whitney U {}", j.statistic),
+        )
+    } else {
+        ("excess failure rate", " pp", format!("z {}", j.statistic))
+    };
+    format!(
+        "canary {what} {:+}{unit} ({level}: {:+}{unit} to {:+}{unit}; {stat}, p {}; canary {} requests {} failed, primary {} requests {} failed, over {} s)",
+        j.effect,
+        j.lower,
+        j.upper,
+        small(j.p_value),
+        j.canary_requests,
+        j.canary_failures,
+        j.primary_requests,
+        j.primary_failures,
+        j.seconds
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! pass). [`Analyzer`] puts them together behind the driver's [`MetricSource`] seam.
 
 pub mod check;
+pub mod judge;
 pub mod observers;
 pub mod provider;
 pub mod providers;
@@ -18,5 +19,5 @@ pub mod template;
 pub use check::{Range, assess, assess_measurement};
 pub use provider::{BuiltinMetric, MetricsProvider, ProviderError, Query};
 pub use resolve::{ProviderSpec, Resolved, Source, resolve};
-pub use source::{Analyzer, Measurement, MetricSource, NoSecrets, Secrets};
+pub use source::{Analyzer, Measurement, MetricSource, NoSecrets, RouterStats, Secrets};
 pub use template::{TemplateError, Vars};

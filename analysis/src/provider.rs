@@ -105,6 +105,15 @@ pub enum Query {
         /// Window.
         window: Duration,
     },
+    /// The statistical judge: the canary's samples against the primary's.
+    Judge {
+        /// Latency or errors.
+        kind: crate::judge::JudgeKind,
+        /// The route (`namespace/name` in the router).
+        route: String,
+        /// Window (at most the router's minute).
+        window: Duration,
+    },
     /// A rendered provider query (PromQL, …).
     Text(String),
 }

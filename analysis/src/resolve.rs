@@ -14,6 +14,7 @@ use siskin_route::Role;
 
 use crate::{
     BuiltinMetric, ProviderError, Query,
+    judge::JudgeKind,
     observers::{self, Observer},
     template::{self, Vars},
 };
@@ -71,6 +72,9 @@ pub struct Context<'a> {
     pub route: &'a str,
     /// The MetricTemplates the Canary's metrics name, by (`namespace`, `name`).
     pub templates: &'a BTreeMap<(String, String), MetricTemplateSpec>,
+    /// How many checks a clean run of the Canary makes (the judge spends its confidence over
+    /// them): [`siskin_api::CanaryAnalysis::checks_per_run`].
+    pub checks: u32,
 }
 
 // === impl Resolved ===
@@ -101,6 +105,18 @@ impl Resolved {
                 },
                 window.as_secs()
             ),
+            Query::Judge {
+                kind,
+                route,
+                window,
+            } => format!(
+                "{} of the canary against the primary on route {route} over the last {}s",
+                match kind {
+                    JudgeKind::Latency => "Mann-Whitney rank test of the latency",
+                    JudgeKind::Errors => "two-proportion test of the failure rate",
+                },
+                window.as_secs()
+            ),
         }
     }
 
@@ -128,6 +144,18 @@ pub fn builtin(m: &CanaryMetric) -> Option<BuiltinMetric> {
             Some(BuiltinMetric::SuccessRate)
         }
         siskin_api::METRIC_REQUEST_DURATION if m.is_builtin() => Some(BuiltinMetric::DurationP99),
+        _ => None,
+    }
+}
+
+/// The judge comparison a metric names, if it is one.
+pub fn judge(m: &CanaryMetric) -> Option<JudgeKind> {
+    if !m.is_builtin() {
+        return None;
+    }
+    match m.name.as_str() {
+        siskin_api::METRIC_JUDGE_LATENCY => Some(JudgeKind::Latency),
+        siskin_api::METRIC_JUDGE_ERRORS => Some(JudgeKind::Errors),
         _ => None,
     }
 }
@@ -173,6 +201,22 @@ pub fn resolve(
             window,
         })
     };
+    if let Some(kind) = judge(m) {
+        if observers::observer(cx.provider) != Some(Observer::Router) {
+            return Err(ProviderError::Config(format!(
+                "{} compares the built-in router's samples; provider {} has none (use provider builtin)",
+                m.name, cx.provider
+            )));
+        }
+        return done(
+            Source::Router,
+            Query::Judge {
+                kind,
+                route: cx.route.to_string(),
+                window: window.min(crate::judge::MAX_WINDOW),
+            },
+        );
+    }
     if let Some(metric) = builtin(m) {
         let Some(observer) = observers::observer(cx.provider) else {
             return Err(ProviderError::Config(format!(

@@ -8,8 +8,14 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use siskin_api::analysis::CanaryMetric;
 
+use siskin_api::status::Judgement;
+use siskin_route::{BackendReport, Role};
+
 use crate::{
-    MetricsProvider, ProviderError, registry,
+    ProviderError, Query, Range,
+    judge::{self, JudgeKind},
+    providers::router_stats::combine,
+    registry,
     resolve::{self, Context, Resolved, Source},
 };
 
@@ -20,6 +26,8 @@ pub struct Measurement {
     pub resolved: Option<Resolved>,
     /// The value, or why there is none.
     pub value: Result<f64, ProviderError>,
+    /// How the statistical judge decided (judge metrics only; `value` is its bound).
+    pub judgement: Option<siskin_api::status::Judgement>,
 }
 
 /// Where the driver gets metric values.
@@ -31,6 +39,17 @@ pub trait MetricSource: Send + Sync {
     /// Whether `metric` is answered by the router's live statistics (and can be watched
     /// between steps).
     fn is_live(&self, metric: &CanaryMetric) -> bool;
+}
+
+/// The built-in router's statistics, as every world reads them: one router in `siskin run`,
+/// every router pod on Kubernetes.
+#[async_trait]
+pub trait RouterStats: Send + Sync {
+    /// The statistics entries of every router that carries the release; with `samples`, each
+    /// also carries the judge's samples of that many seconds (`GET /stats?window=`).
+    async fn backends(&self, samples: Option<u64>) -> Result<Vec<BackendReport>, ProviderError>;
+    /// Fewest requests a window needs before a built-in check judges it.
+    fn min_samples(&self) -> u64;
 }
 
 /// Where credentials come from: a Secret in Kubernetes, the file in `siskin run`.
@@ -64,8 +83,8 @@ impl Secrets for NoSecrets {
 pub struct Analyzer<'a> {
     /// What the metrics are resolved with.
     pub cx: Context<'a>,
-    /// The router's statistics (the built-in checks of the `builtin` provider).
-    pub router: &'a dyn MetricsProvider,
+    /// The router's statistics (the built-in checks and the judge, with the `builtin` provider).
+    pub router: &'a dyn RouterStats,
     /// Credentials.
     pub secrets: &'a dyn Secrets,
     /// The cluster, for the providers that read its API server (Keptn, external metrics).
@@ -81,11 +100,42 @@ impl MetricSource for Analyzer<'_> {
                 return Measurement {
                     resolved: None,
                     value: Err(e),
+                    judgement: None,
                 };
             }
         };
+        let mut judgement = None;
         let value = match &resolved.source {
-            Source::Router => self.router.query(&resolved.query).await,
+            Source::Router => match &resolved.query {
+                Query::Judge {
+                    kind,
+                    route,
+                    window,
+                } => self.judge(metric, *kind, route, *window).await.map(|j| {
+                    let bound = j.bound;
+                    judgement = Some(j);
+                    bound
+                }),
+                Query::Builtin {
+                    metric,
+                    route,
+                    backend,
+                    window,
+                } => match self.router.backends(None).await {
+                    Ok(b) => combine(
+                        &b,
+                        route,
+                        *backend,
+                        *window,
+                        *metric,
+                        self.router.min_samples(),
+                    ),
+                    Err(e) => Err(e),
+                },
+                Query::Text(_) => Err(ProviderError::Config(
+                    "the router's statistics answer only the built-in checks".into(),
+                )),
+            },
             Source::Provider(spec) => {
                 let secret = match &spec.secret {
                     Some((ns, name)) => match self.secrets.secret(ns, name).await {
@@ -94,6 +144,7 @@ impl MetricSource for Analyzer<'_> {
                             return Measurement {
                                 resolved: Some(resolved),
                                 value: Err(e),
+                                judgement: None,
                             };
                         }
                     },
@@ -112,10 +163,41 @@ impl MetricSource for Analyzer<'_> {
         Measurement {
             resolved: Some(resolved),
             value,
+            judgement,
         }
     }
 
+    /// Judge metrics are not watched live: the run's confidence is spent over its interval
+    /// checks, which a continuous watch would overrun.
     fn is_live(&self, metric: &CanaryMetric) -> bool {
-        resolve::resolve(metric, &self.cx, None).is_ok_and(|r| r.source == Source::Router)
+        !metric.is_judge()
+            && resolve::resolve(metric, &self.cx, None).is_ok_and(|r| r.source == Source::Router)
+    }
+}
+
+impl Analyzer<'_> {
+    /// The judge's verdict on the canary against the primary over `window`.
+    async fn judge(
+        &self,
+        metric: &CanaryMetric,
+        kind: JudgeKind,
+        route: &str,
+        window: Duration,
+    ) -> Result<Judgement, ProviderError> {
+        let backends = self
+            .router
+            .backends(Some(window.as_secs().clamp(1, judge::MAX_WINDOW.as_secs())))
+            .await?;
+        let canary = judge::pool(&backends, route, Role::Canary);
+        let primary = judge::pool(&backends, route, Role::Primary);
+        let tolerance = Range::of(metric).max.unwrap_or(0.0);
+        judge::judge(
+            kind,
+            &canary,
+            &primary,
+            tolerance,
+            judge::alpha(metric.confidence(), self.cx.checks),
+            self.router.min_samples(),
+        )
     }
 }

@@ -72,6 +72,7 @@ async fn measure(
             metrics_server: Some(server),
             route: "test/podinfo",
             templates,
+            checks: 5,
         },
         router: &router,
         secrets,
@@ -433,6 +434,7 @@ fn a_built_in_check_outside_the_router_needs_a_metrics_server() {
         metrics_server: None,
         route: "test/podinfo",
         templates: &templates,
+        checks: 5,
     };
     let e = resolve::resolve(&metric("{name: request-success-rate}"), &cx, None).unwrap_err();
     assert!(e.to_string().contains("--metrics-server"), "{e}");

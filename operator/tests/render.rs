@@ -605,3 +605,45 @@ spec:
             .contains("route test/podinfo")
     );
 }
+
+#[test]
+fn judge_queries_name_the_test_the_window_and_the_level_of_each_check() {
+    let input = r#"
+apiVersion: siskin.dev/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: builtin
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis:
+    interval: 1m
+    threshold: 2
+    stepWeight: 10
+    maxWeight: 50
+    metrics:
+    - name: judge-latency
+      thresholdRange: {max: 10}
+    - name: judge-errors
+      thresholdRange: {max: 0.5}
+      confidence: 0.99
+      interval: 30s
+"#;
+    let (code, out, err) = render(input, &["--queries", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["provider"], "builtin");
+    assert_eq!(
+        rows[0]["query"],
+        "Mann-Whitney rank test of the latency of the canary against the primary on route test/podinfo over the last 60s"
+    );
+    // Five weights (10 to 50), one check each: 5 % spent over five checks.
+    assert_eq!(rows[0]["checksPerRun"], 5);
+    assert!((rows[0]["alpha"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+    assert_eq!(
+        rows[1]["query"],
+        "two-proportion test of the failure rate of the canary against the primary on route test/podinfo over the last 30s"
+    );
+    assert!((rows[1]["alpha"].as_f64().unwrap() - 0.002).abs() < 1e-12);
+}

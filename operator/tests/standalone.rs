@@ -587,3 +587,103 @@ async fn get_status(listen: u16) -> Option<u16> {
         .ok()
         .map(|r| r.status().as_u16())
 }
+
+/// A process upstream running `siskin sample-app` with log-normal latency around
+/// `latency_ms` and failures drawn at random.
+fn noisy_app(port: u16, version: &str, error_rate: f64, latency_ms: u64) -> String {
+    format!(
+        "{{address: \"127.0.0.1:{port}\", command: [\"{}\", \"sample-app\", \"--listen\", \"127.0.0.1:{port}\", \"--app-version\", \"{version}\", \"--error-rate\", \"{error_rate}\", \"--random-errors\", \"--latency-ms\", \"{latency_ms}\", \"--latency-spread\", \"0.3\"]}}",
+        env!("CARGO_BIN_EXE_siskin")
+    )
+}
+
+/// The statistical judge through `siskin run`: an identical release (same latency
+/// distribution, no errors) is promoted, a release 60 % slower is rolled back on
+/// `judge-latency`, and one failing 5 % of requests on `judge-errors`; each check shows the
+/// test, the effect, its interval and the data it compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_are_judged_canary_against_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    let primary = noisy_app(free_port(), "v1", 0.0, 20);
+    let write = |canary: &str| {
+        std::fs::write(&file, format!(
+            "name: checkout\nlisten: 127.0.0.1:{listen}\nadminAddr: 127.0.0.1:{admin}\nprimary:\n- {primary}\ncanary: [{canary}]\nprogressDeadlineSeconds: 60\nanalysis:\n  interval: 10s\n  threshold: 1\n  maxWeight: 50\n  stepWeight: 50\n  metrics:\n  - name: judge-latency\n    thresholdRange: {{max: 10}}\n    interval: 10s\n  - name: judge-errors\n    thresholdRange: {{max: 1}}\n    interval: 10s\n",
+        )).unwrap();
+    };
+    write("");
+    let run = Run::start(&file);
+    wait_phase(&file, "Initialized", Duration::from_secs(30)).await;
+    // Four clients, each sending a request every 10 ms after the previous answer.
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        load.push(tokio::spawn(async move {
+            loop {
+                let _ = get_status(listen).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    let judged = |s: &serde_json::Value, name: &str| {
+        s["status"]["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    write(&noisy_app(free_port(), "v2", 0.0, 20));
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(120)).await;
+    let lat = judged(&s, "judge-latency");
+    assert_eq!(lat["verdict"], "Pass", "{lat}");
+    assert_eq!(lat["judge"]["test"], "mann-whitney", "{lat}");
+    assert!(
+        lat["judge"]["canaryRequests"].as_u64().unwrap() >= 100,
+        "{lat}"
+    );
+    assert!(
+        lat["judge"]["primaryRequests"].as_u64().unwrap() >= 100,
+        "{lat}"
+    );
+    let effect = lat["judge"]["effect"].as_f64().unwrap();
+    assert!(effect.abs() < 10.0, "identical versions: {lat}");
+    assert_eq!(lat["judge"]["alpha"], 0.05, "one check a run: {lat}");
+    assert_eq!(judged(&s, "judge-errors")["verdict"], "Pass", "{s}");
+    // v2 is the primary now. 60 % slower: rolled back on the latency judge.
+    write(&noisy_app(free_port(), "slow", 0.0, 32));
+    let s = wait_phase(&file, "Failed", Duration::from_secs(120)).await;
+    let lat = judged(&s, "judge-latency");
+    assert_eq!(lat["verdict"], "Fail", "{lat}");
+    let j = &lat["judge"];
+    let (effect, lower, upper) = (
+        j["effect"].as_f64().unwrap(),
+        j["lower"].as_f64().unwrap(),
+        j["upper"].as_f64().unwrap(),
+    );
+    assert!((35.0..=90.0).contains(&effect), "{lat}");
+    assert!(lower > 10.0 && lower <= effect && effect <= upper, "{lat}");
+    assert_eq!(lat["value"], j["bound"]);
+    assert!(
+        lat["message"].as_str().unwrap().contains("Mann-Whitney U"),
+        "{lat}"
+    );
+    assert_eq!(judged(&s, "judge-errors")["verdict"], "Pass", "{s}");
+    // 5 % of requests fail: rolled back on the error judge.
+    write(&noisy_app(free_port(), "flaky", 0.05, 20));
+    wait_phase(&file, "Progressing", Duration::from_secs(60)).await;
+    let s = wait_phase(&file, "Failed", Duration::from_secs(120)).await;
+    let err = judged(&s, "judge-errors");
+    assert_eq!(err["verdict"], "Fail", "{err}");
+    assert_eq!(err["judge"]["test"], "two-proportion", "{err}");
+    assert!(
+        err["judge"]["canaryFailures"].as_u64().unwrap() > 0,
+        "{err}"
+    );
+    assert!(err["value"].as_f64().unwrap() > 1.0, "{err}");
+    for l in load {
+        l.abort();
+    }
+    drop(run);
+}

@@ -326,3 +326,42 @@ fn empty_input_is_not_a_pass() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("nothing to validate"));
 }
+
+#[test]
+fn judge_metrics_take_a_tolerance_and_the_builtin_router() {
+    let judge = "    - name: judge-latency\n      thresholdRange: {max: 10}\n      confidence: 0.99\n    webhooks:\n";
+    let good = GOOD.replacen("    webhooks:\n", judge, 1);
+    let (code, out) = validate(&good, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_rejected(
+        &good.replace("{max: 10}", "{min: 1, max: 10}"),
+        "spec.analysis.metrics[2].thresholdRange.min",
+        "a minimum means nothing",
+    );
+    assert_rejected(
+        &good.replace("confidence: 0.99", "critical: true"),
+        "spec.analysis.metrics[2].critical",
+        "spends its confidence",
+    );
+    assert_rejected(
+        &good.replace("  targetRef:", "  provider: istio\n  targetRef:"),
+        "spec.analysis.metrics[2].name",
+        "provider istio has none",
+    );
+    assert_rejected(
+        &good.replace(
+            "      thresholdRange: {min: 99}\n",
+            "      thresholdRange: {min: 99}\n      confidence: 0.9\n",
+        ),
+        "spec.analysis.metrics[0].confidence",
+        "read only by the judge metrics",
+    );
+    assert_rejected(
+        &good.replace(
+            "      thresholdRange: {max: 10}\n",
+            "      thresholdRange: {max: 10}\n      interval: 5m\n",
+        ),
+        "spec.analysis.metrics[2].interval",
+        "last minute",
+    );
+}

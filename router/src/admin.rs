@@ -6,7 +6,13 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::{RawQuery, State},
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
 use siskin_route::{ConfigReport, StatsReport};
 use tokio::net::TcpListener;
 
@@ -47,19 +53,49 @@ async fn config(State(shared): State<Arc<Shared>>) -> Json<ConfigReport> {
     })
 }
 
-async fn stats(State(shared): State<Arc<Shared>>) -> Json<StatsReport> {
+/// `GET /stats[?window=SECONDS]`: with `window` (1–60), every entry also carries the judge's
+/// samples of that window.
+async fn stats(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<StatsReport>, (StatusCode, String)> {
+    let mut window = None;
+    for pair in query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("window", v)) => match v.parse::<u64>() {
+                Ok(w) if (1..=60).contains(&w) => window = Some(w),
+                _ => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!("window={v}: give the window in whole seconds, 1 to 60\n"),
+                    ));
+                }
+            },
+            _ => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {pair:?}: /stats takes only window=SECONDS\n"),
+                ));
+            }
+        }
+    }
     let state = shared.state.load_full();
     let now = now_sec();
-    Json(StatsReport {
+    let report = |s: &crate::stats::BackendStats| {
+        let mut r = s.report(now);
+        r.samples = window.map(|w| s.samples(now, w));
+        r
+    };
+    Ok(Json(StatsReport {
         generation: state.generation,
-        backends: state
-            .stats
-            .iter()
-            .flatten()
-            .map(|s| s.report(now))
-            .collect(),
-        unrouted: state.unrouted.report(now),
-    })
+        backends: state.stats.iter().flatten().map(|s| report(s)).collect(),
+        unrouted: report(&state.unrouted),
+    }))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -1,9 +1,11 @@
 //! Per rule × backend statistics, recorded with atomics on the request path.
 //!
-//! Two views of the same events: cumulative counters and a latency histogram for Prometheus,
-//! and a sliding window of 60 one-second slots for live rates, success rates and quantiles
-//! (10 s and 1 m). Memory is bounded: 60 slots of 16 counters, allocated on the first request,
-//! so idle routes cost a few hundred bytes.
+//! Three views of the same events: cumulative counters and a latency histogram for Prometheus;
+//! a sliding window of 60 one-second slots of requests and failures for live rates and success
+//! rates; and 12 five-second slots of the fine latency histogram ([`siskin_route::latency`]:
+//! 74 buckets, 19 % apart) for quantiles and for the statistical judge's samples. Memory is
+//! bounded (about 4.6 KB per backend, allocated on its first request, so idle routes cost a
+//! few hundred bytes).
 
 use std::{
     sync::{
@@ -13,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use siskin_route::{BackendReport, Role, WindowStats};
+use siskin_route::{BackendReport, Role, Samples, WindowStats, latency};
 
 use crate::ErrorKind;
 
@@ -23,6 +25,8 @@ pub const BUCKETS_MS: [f64; 13] = [
 ];
 const NB: usize = BUCKETS_MS.len() + 1;
 const SLOTS: usize = 60;
+const FINE: usize = latency::BUCKETS;
+const FINE_SLOTS: usize = (SLOTS as u64 / latency::SLOT_SECONDS) as usize;
 
 /// Statistics of one backend of one rule.
 #[derive(Debug)]
@@ -39,15 +43,51 @@ pub struct BackendStats {
     hist: [AtomicU64; NB],
     sum_us: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
-    window: OnceLock<Box<[Slot; SLOTS]>>,
+    window: OnceLock<Box<Window>>,
 }
 
+#[derive(Debug)]
+struct Window {
+    seconds: [Slot; SLOTS],
+    fine: [FineSlot; FINE_SLOTS],
+}
+
+/// One second of requests and failures.
 #[derive(Debug, Default)]
 struct Slot {
     sec: AtomicU64,
     requests: AtomicU32,
     failures: AtomicU32,
-    hist: [AtomicU32; NB],
+}
+
+/// Five seconds of requests, failures and fine latency buckets.
+#[derive(Debug)]
+struct FineSlot {
+    /// First second of the slot (a multiple of [`latency::SLOT_SECONDS`]).
+    start: AtomicU64,
+    requests: AtomicU32,
+    failures: AtomicU32,
+    hist: [AtomicU32; FINE],
+}
+
+impl Default for FineSlot {
+    fn default() -> Self {
+        FineSlot {
+            start: AtomicU64::new(0),
+            requests: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            hist: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+/// Claims `slot` for the period starting at `start`: the first event of a new period resets
+/// what the slot held a window ago.
+fn claim(mark: &AtomicU64, start: u64, reset: impl FnOnce()) {
+    let seen = mark.load(Relaxed);
+    if seen != start && mark.compare_exchange(seen, start, Relaxed, Relaxed).is_ok() {
+        reset();
+    }
 }
 
 // === impl BackendStats ===
@@ -82,30 +122,36 @@ impl BackendStats {
             self.errors[k.index()].fetch_add(1, Relaxed);
         }
         let failed = status >= 500 || error.is_some();
-        let window = self
-            .window
-            .get_or_init(|| Box::new(std::array::from_fn(|_| Slot::default())));
-        let slot = &window[(now_sec % SLOTS as u64) as usize];
-        let seen = slot.sec.load(Relaxed);
-        if seen != now_sec
-            && slot
-                .sec
-                .compare_exchange(seen, now_sec, Relaxed, Relaxed)
-                .is_ok()
-        {
-            // First event of a new second in this slot: forget what it held a minute ago.
+        let window = self.window.get_or_init(|| {
+            Box::new(Window {
+                seconds: std::array::from_fn(|_| Slot::default()),
+                fine: std::array::from_fn(|_| FineSlot::default()),
+            })
+        });
+        let slot = &window.seconds[(now_sec % SLOTS as u64) as usize];
+        claim(&slot.sec, now_sec, || {
             slot.requests.store(0, Relaxed);
             slot.failures.store(0, Relaxed);
-            slot.hist.iter().for_each(|h| h.store(0, Relaxed));
-        }
+        });
         slot.requests.fetch_add(1, Relaxed);
+        let start = now_sec - now_sec % latency::SLOT_SECONDS;
+        let fine = &window.fine[((start / latency::SLOT_SECONDS) % FINE_SLOTS as u64) as usize];
+        claim(&fine.start, start, || {
+            fine.requests.store(0, Relaxed);
+            fine.failures.store(0, Relaxed);
+            fine.hist.iter().for_each(|h| h.store(0, Relaxed));
+        });
+        fine.requests.fetch_add(1, Relaxed);
+        fine.hist[latency::bucket(latency.as_secs_f64() * 1000.0)].fetch_add(1, Relaxed);
         if failed {
             slot.failures.fetch_add(1, Relaxed);
+            fine.failures.fetch_add(1, Relaxed);
         }
-        slot.hist[bucket].fetch_add(1, Relaxed);
     }
 
-    /// Summary of the last `seconds` seconds (at most 60), ending at `now_sec`.
+    /// Summary of the last `seconds` seconds (at most 60), ending at `now_sec`. Requests,
+    /// rates and success rates count exactly those seconds; the quantiles come from the
+    /// five-second slots that cover them.
     pub fn window(&self, now_sec: u64, seconds: u64) -> WindowStats {
         let seconds = seconds.clamp(1, SLOTS as u64);
         let mut out = WindowStats {
@@ -116,28 +162,76 @@ impl BackendStats {
             return out;
         };
         let mut failures = 0u64;
-        let mut hist = [0u64; NB];
-        for slot in window.iter() {
+        for slot in window.seconds.iter() {
             let sec = slot.sec.load(Relaxed);
             if sec + seconds <= now_sec || sec > now_sec {
                 continue;
             }
             out.requests += u64::from(slot.requests.load(Relaxed));
             failures += u64::from(slot.failures.load(Relaxed));
-            for (h, s) in hist.iter_mut().zip(&slot.hist) {
-                *h += u64::from(s.load(Relaxed));
-            }
         }
         out.rate = out.requests as f64 / seconds as f64;
         if out.requests > 0 {
             out.success_rate = Some(
                 100.0 * (out.requests - failures.min(out.requests)) as f64 / out.requests as f64,
             );
+            let hist = self.fine_hist(window, now_sec, seconds).2;
             out.p50_ms = quantile(&hist, 0.50);
             out.p90_ms = quantile(&hist, 0.90);
             out.p99_ms = quantile(&hist, 0.99);
         }
         out
+    }
+
+    /// Requests, failures and fine histogram of the five-second slots covering the last
+    /// `seconds` (the current slot included); with the seconds those slots cover.
+    fn fine_hist(
+        &self,
+        window: &Window,
+        now_sec: u64,
+        seconds: u64,
+    ) -> (u64, u64, [u64; FINE], u64) {
+        let slots = seconds
+            .div_ceil(latency::SLOT_SECONDS)
+            .clamp(1, FINE_SLOTS as u64);
+        let current = now_sec - now_sec % latency::SLOT_SECONDS;
+        let oldest = current.saturating_sub((slots - 1) * latency::SLOT_SECONDS);
+        let mut hist = [0u64; FINE];
+        let (mut requests, mut failures) = (0, 0);
+        for slot in window.fine.iter() {
+            let start = slot.start.load(Relaxed);
+            if start < oldest || start > current {
+                continue;
+            }
+            requests += u64::from(slot.requests.load(Relaxed));
+            failures += u64::from(slot.failures.load(Relaxed));
+            for (h, s) in hist.iter_mut().zip(&slot.hist) {
+                *h += u64::from(s.load(Relaxed));
+            }
+        }
+        (requests, failures, hist, now_sec + 1 - oldest)
+    }
+
+    /// The judge's samples of the last `seconds` (at most 60) ending at `now_sec`.
+    pub fn samples(&self, now_sec: u64, seconds: u64) -> Samples {
+        let Some(window) = self.window.get() else {
+            return Samples {
+                seconds: seconds.clamp(1, SLOTS as u64),
+                ..Default::default()
+            };
+        };
+        let (requests, failures, hist, covered) = self.fine_hist(window, now_sec, seconds);
+        Samples {
+            seconds: covered,
+            requests,
+            failures,
+            latency: hist
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (u16::try_from(i).unwrap_or(u16::MAX), *n))
+                .collect(),
+        }
     }
 
     /// The `/stats` entry at `now_sec`: the last 10 seconds and the last minute.
@@ -149,6 +243,7 @@ impl BackendStats {
             role: self.role,
             window_10s: self.window(now_sec, 10),
             window_1m: self.window(now_sec, 60),
+            samples: None,
         }
     }
 
@@ -219,8 +314,8 @@ fn bucket_of(latency: Duration) -> usize {
     BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(NB - 1)
 }
 
-/// Quantile by linear interpolation inside the bucket that holds it.
-fn quantile(hist: &[u64; NB], q: f64) -> Option<f64> {
+/// Quantile by interpolation (on a log scale) inside the fine bucket that holds it.
+fn quantile(hist: &[u64; FINE], q: f64) -> Option<f64> {
     let total: u64 = hist.iter().sum();
     if total == 0 {
         return None;
@@ -230,13 +325,14 @@ fn quantile(hist: &[u64; NB], q: f64) -> Option<f64> {
     for (i, n) in hist.iter().enumerate() {
         let n = *n as f64;
         if n > 0.0 && seen + n >= rank {
-            let lo = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] };
-            let hi = BUCKETS_MS.get(i).copied().unwrap_or(lo * 2.0);
-            return Some(lo + (hi - lo) * ((rank - seen) / n).clamp(0.0, 1.0));
+            let lo = latency::lower_ms(i);
+            let hi = latency::upper_ms(i).unwrap_or(lo * 2.0);
+            let f = ((rank - seen) / n).clamp(0.0, 1.0);
+            return Some(lo * (hi / lo).powf(f));
         }
         seen += n;
     }
-    BUCKETS_MS.last().copied()
+    latency::upper_ms(latency::BOUNDED - 1)
 }
 
 #[cfg(test)]
@@ -270,8 +366,32 @@ mod tests {
         s.record(5, 200, None, Duration::from_millis(700));
         let w = s.window(5, 10);
         let p50 = w.p50_ms.unwrap();
-        assert!((2.5..=5.0).contains(&p50), "{p50}");
-        assert!(w.p99_ms.unwrap() <= 5.0);
+        // 3 ms is in the bucket (2.83, 3.36].
+        assert!((2.8..=3.4).contains(&p50), "{p50}");
+        assert!(w.p99_ms.unwrap() <= 3.4);
+    }
+
+    #[test]
+    fn samples_cover_whole_five_second_slots() {
+        let s = BackendStats::new("r", "r/0", "b", Role::Canary);
+        // Seconds 100..=111: slots starting at 100, 105 and 110.
+        for sec in 100..=111 {
+            s.record(sec, 200, None, Duration::from_millis(10));
+        }
+        s.record(111, 503, None, Duration::from_millis(40));
+        let all = s.samples(111, 12);
+        assert_eq!((all.seconds, all.requests, all.failures), (12, 13, 1));
+        let b10 = latency::bucket(10.0) as u16;
+        let b40 = latency::bucket(40.0) as u16;
+        assert_eq!(all.latency, vec![(b10, 12), (b40, 1)]);
+        // Ten seconds asked at second 111: the slots of 105 and 110, seven seconds.
+        let ten = s.samples(111, 10);
+        assert_eq!((ten.seconds, ten.requests), (7, 8));
+        // A minute later nothing is left.
+        assert_eq!(s.samples(200, 60).requests, 0);
+        // Never recorded: empty.
+        let idle = BackendStats::new("r", "r/0", "c", Role::Primary);
+        assert_eq!(idle.samples(5, 30).requests, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -27,7 +27,12 @@ pub struct App {
     /// Error rate in parts per million.
     error_ppm: AtomicU64,
     latency_ms: AtomicU64,
+    /// Log-normal spread of the latency (sigma × 1000; 0: every request takes `latency_ms`).
+    spread_milli: AtomicU64,
+    /// Errors drawn at random (independently per request) instead of evenly spread.
+    random_errors: AtomicBool,
     seq: AtomicU64,
+    draws: AtomicU64,
     by_status: [AtomicU64; 6],
 }
 
@@ -39,9 +44,52 @@ impl App {
             version: version.to_string(),
             error_ppm: AtomicU64::new((error_rate.clamp(0.0, 1.0) * 1e6).round() as u64),
             latency_ms: AtomicU64::new(latency_ms),
+            spread_milli: AtomicU64::new(0),
+            random_errors: AtomicBool::new(false),
             seq: AtomicU64::new(0),
+            draws: AtomicU64::new(0),
             by_status: Default::default(),
         })
+    }
+
+    /// Spreads the latency log-normally around `latency_ms` (its median) with `sigma`, the
+    /// standard deviation of its logarithm (0.3: a quarter of requests 35 % slower than the
+    /// median or more), as real services vary.
+    pub fn set_latency_spread(&self, sigma: f64) {
+        let milli = (sigma.clamp(0.0, 5.0) * 1000.0).round() as u64;
+        self.spread_milli.store(milli, Relaxed);
+    }
+
+    /// Draws each request's failure at random (at the error rate) instead of spreading the
+    /// failures evenly: the counts then vary as real failures do.
+    pub fn set_random_errors(&self, on: bool) {
+        self.random_errors.store(on, Relaxed);
+    }
+
+    /// A uniform draw in (0, 1) (SplitMix64 over a counter: repeatable, no shared state).
+    fn uniform(&self) -> f64 {
+        let mut z = self
+            .draws
+            .fetch_add(1, Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// This request's latency.
+    fn latency(&self) -> Duration {
+        let ms = self.latency_ms.load(Relaxed) as f64;
+        let sigma = self.spread_milli.load(Relaxed) as f64 / 1000.0;
+        if ms == 0.0 || sigma == 0.0 {
+            return Duration::from_secs_f64(ms / 1000.0);
+        }
+        // Box-Muller: one standard normal draw.
+        let (u, v) = (self.uniform(), self.uniform());
+        let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+        Duration::from_secs_f64((ms * (sigma * normal).exp()).min(60_000.0) / 1000.0)
     }
 }
 
@@ -87,6 +135,9 @@ fn fails(app: &App) -> bool {
     if ppm == 0 {
         return false;
     }
+    if app.random_errors.load(Relaxed) {
+        return app.uniform() * 1e6 < ppm as f64;
+    }
     let n = app.seq.fetch_add(1, Relaxed);
     // Multiplying by a large odd constant spreads consecutive requests over the cycle.
     (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44) % 1_000_000 < ppm
@@ -112,9 +163,9 @@ async fn route(app: &App, req: &Request<Incoming>, path: &str) -> Response<Full<
         }
         _ => {}
     }
-    let latency = app.latency_ms.load(Relaxed);
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+    let latency = app.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     if let Some(code) = path.strip_prefix("/status/") {
         let status = code

@@ -32,9 +32,16 @@ struct Args {
     /// Fraction of requests answered 500 (0.0 to 1.0).
     #[arg(long, env = "SAMPLE_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
-    /// Latency added to every request, in milliseconds.
+    /// Latency added to every request, in milliseconds (the median with --latency-spread).
     #[arg(long, env = "SAMPLE_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Spread the latency log-normally: the standard deviation of its logarithm (0.3 is a
+    /// typical service; 0 keeps every request at --latency-ms).
+    #[arg(long, env = "SAMPLE_LATENCY_SPREAD", default_value_t = 0.0)]
+    latency_spread: f64,
+    /// Fail requests at random at --error-rate, instead of spreading failures evenly.
+    #[arg(long, env = "SAMPLE_RANDOM_ERRORS")]
+    random_errors: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,7 +51,14 @@ fn main() -> anyhow::Result<()> {
         "--error-rate must be between 0 and 1, got {}",
         args.error_rate
     );
+    anyhow::ensure!(
+        (0.0..=5.0).contains(&args.latency_spread),
+        "--latency-spread must be between 0 and 5, got {}",
+        args.latency_spread
+    );
     let app = App::new(&args.name, &args.version, args.error_rate, args.latency_ms);
+    app.set_latency_spread(args.latency_spread);
+    app.set_random_errors(args.random_errors);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -87,7 +87,7 @@ impl MetricsProvider for GraphiteProvider {
     async fn query(&self, query: &Query) -> Result<f64, ProviderError> {
         match query {
             Query::Text(q) => self.render(q).await,
-            Query::Builtin { .. } => Err(ProviderError::Config("Graphite answers targets".into())),
+            _ => Err(ProviderError::Config("Graphite answers targets".into())),
         }
     }
 

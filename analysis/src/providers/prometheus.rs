@@ -179,7 +179,7 @@ impl MetricsProvider for PrometheusProvider {
     async fn query(&self, query: &Query) -> Result<f64, ProviderError> {
         match query {
             Query::Text(q) => self.instant(q).await,
-            Query::Builtin { .. } => Err(ProviderError::Config(
+            _ => Err(ProviderError::Config(
                 "Prometheus answers PromQL; the built-in checks have their queries resolved first"
                     .into(),
             )),

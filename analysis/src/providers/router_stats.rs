@@ -11,7 +11,7 @@ use hyper_util::{
 };
 use siskin_route::{BackendReport, Role, StatsReport, WindowStats};
 
-use crate::{BuiltinMetric, MetricsProvider, ProviderError, Query};
+use crate::{BuiltinMetric, MetricsProvider, ProviderError, Query, source::RouterStats};
 
 /// Fewest requests in a window before a built-in check judges the canary.
 pub const DEFAULT_MIN_SAMPLES: u64 = 10;
@@ -111,6 +111,24 @@ pub fn combine<'a>(
 }
 
 #[async_trait::async_trait]
+impl RouterStats for RouterStatsProvider {
+    async fn backends(&self, samples: Option<u64>) -> Result<Vec<BackendReport>, ProviderError> {
+        let path = match samples {
+            Some(w) => format!("/stats?window={w}"),
+            None => "/stats".to_string(),
+        };
+        let body = self.get(&path).await?;
+        let stats: StatsReport =
+            serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+        Ok(stats.backends)
+    }
+
+    fn min_samples(&self) -> u64 {
+        self.min_samples
+    }
+}
+
+#[async_trait::async_trait]
 impl MetricsProvider for RouterStatsProvider {
     async fn query(&self, query: &Query) -> Result<f64, ProviderError> {
         let Query::Builtin {
@@ -125,11 +143,9 @@ impl MetricsProvider for RouterStatsProvider {
                 body: "the router's statistics answer only the built-in checks".into(),
             });
         };
-        let body = self.get("/stats").await?;
-        let stats: StatsReport =
-            serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))?;
+        let backends = self.backends(None).await?;
         combine(
-            &stats.backends,
+            &backends,
             route,
             *backend,
             *window,

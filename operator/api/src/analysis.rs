@@ -147,7 +147,15 @@ pub struct CanaryMetric {
     /// bad query): `fail` (a failed check, as Flagger) or `hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<Inconclusive>,
+    /// Siskin, judge metrics only: the confidence of the whole run (default 0.95). A clean
+    /// canary fails this check anywhere in its run with probability at most `1 - confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.5, max = 0.999999))]
+    pub confidence: Option<f64>,
 }
+
+/// The run's confidence of a judge metric without `confidence`.
+pub const DEFAULT_JUDGE_CONFIDENCE: f64 = 0.95;
 
 /// What a check without a measured value does to the release.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -453,6 +461,33 @@ impl CanaryAnalysis {
             .filter(move |h| h.hook_type() == kind)
     }
 
+    /// The next canary weight after `w`: `stepWeight` more, or the next entry of
+    /// `stepWeights`; never above the maximum.
+    pub fn next_weight(&self, w: Weight) -> Weight {
+        let max = self.max_weight();
+        let steps = self.step_weights();
+        let next = if self.step_weight() > 0 || steps.is_empty() {
+            w.saturating_add(self.step_weight().max(1))
+        } else {
+            steps.iter().copied().find(|s| *s > w).unwrap_or(max)
+        };
+        next.min(max)
+    }
+
+    /// How many times a run that never fails measures its metrics: once per weight up to the
+    /// maximum (and once mirrored, when mirroring first), or once per iteration.
+    pub fn checks_per_run(&self) -> u32 {
+        if self.iterations() > 0 {
+            return self.iterations();
+        }
+        let (mut w, mut n) = (Weight::ZERO, u32::from(self.mirror()));
+        while w < self.max_weight() && n < 1000 {
+            w = self.next_weight(w);
+            n += 1;
+        }
+        n.max(1)
+    }
+
     /// The A/B match conditions (empty when unset).
     pub fn matches(&self) -> &[HttpMatchRequest] {
         self.r#match.as_deref().unwrap_or_default()
@@ -530,12 +565,25 @@ impl CanaryMetric {
         self.critical.unwrap_or(false)
     }
 
-    /// Whether this is one of the built-in checks.
+    /// Whether this is one of the built-in checks (the judge's included).
     pub fn is_builtin(&self) -> bool {
         self.template_ref.is_none()
             && self.query.is_none()
             && (self.name == crate::METRIC_REQUEST_SUCCESS_RATE
-                || self.name == crate::METRIC_REQUEST_DURATION)
+                || self.name == crate::METRIC_REQUEST_DURATION
+                || self.is_judge())
+    }
+
+    /// Whether this is a statistical judge metric (`judge-latency`, `judge-errors`).
+    pub fn is_judge(&self) -> bool {
+        self.template_ref.is_none()
+            && self.query.is_none()
+            && (self.name == crate::METRIC_JUDGE_LATENCY || self.name == crate::METRIC_JUDGE_ERRORS)
+    }
+
+    /// The run's confidence of a judge metric.
+    pub fn confidence(&self) -> f64 {
+        self.confidence.unwrap_or(DEFAULT_JUDGE_CONFIDENCE)
     }
 }
 

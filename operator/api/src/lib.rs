@@ -42,3 +42,10 @@ pub const METRIC_REQUEST_SUCCESS_RATE: &str = "request-success-rate";
 
 /// Name of the built-in latency check (p99, milliseconds).
 pub const METRIC_REQUEST_DURATION: &str = "request-duration";
+
+/// Name of the statistical judge of latency: the canary's shift against the primary (percent).
+pub const METRIC_JUDGE_LATENCY: &str = "judge-latency";
+
+/// Name of the statistical judge of errors: the canary's excess failure rate over the primary's
+/// (percentage points).
+pub const METRIC_JUDGE_ERRORS: &str = "judge-errors";

@@ -148,6 +148,45 @@ pub struct CheckStatus {
     /// When it was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
+    /// Siskin: how the statistical judge decided (judge metrics only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judgement>,
+}
+
+/// What the statistical judge found, canary against primary over the same window. The check's
+/// `value` is `bound`, compared with the tolerance in `max`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Judgement {
+    /// `mann-whitney` (latency: the statistic is U, the canary-slower pairs beyond the
+    /// tolerance) or `two-proportion` (errors: the statistic is the normal score z whose
+    /// level puts the interval's edge on the tolerance).
+    pub test: String,
+    /// The test statistic.
+    pub statistic: f64,
+    /// One-sided p-value of "the canary is no worse than tolerated".
+    pub p_value: f64,
+    /// The level of this check: the run's `1 - confidence` spent over its checks.
+    pub alpha: f64,
+    /// Estimated effect: the canary's latency shift in percent (Hodges-Lehmann) or its excess
+    /// failure rate in percentage points.
+    pub effect: f64,
+    /// Lower end of the effect's confidence interval (two-sided, `1 - 2 alpha`).
+    pub lower: f64,
+    /// Upper end of that interval.
+    pub upper: f64,
+    /// The one-sided lower confidence bound of the effect (the check's value).
+    pub bound: f64,
+    /// Seconds of traffic compared.
+    pub seconds: u64,
+    /// The canary's requests in the window.
+    pub canary_requests: u64,
+    /// The canary's failed requests.
+    pub canary_failures: u64,
+    /// The primary's requests in the window.
+    pub primary_requests: u64,
+    /// The primary's failed requests.
+    pub primary_failures: u64,
 }
 
 /// Verdict of a check.

@@ -460,6 +460,7 @@ fn check_analysis(a: &CanaryAnalysis, base: &str, route: &Route<'_>, v: &mut Vec
     let mut names = std::collections::BTreeSet::new();
     for (i, m) in a.metrics.iter().flatten().enumerate() {
         check_metric(m, &format!("{base}.metrics[{i}]"), v);
+        check_judge(m, &format!("{base}.metrics[{i}]"), provider, v);
         if !names.insert(("metric", m.name.as_str())) {
             v.push(Problem::error(
                 &format!("{base}.metrics[{i}].name"),
@@ -696,7 +697,7 @@ fn check_metric(m: &CanaryMetric, path: &str, v: &mut Vec<Problem>) {
                 "metric {:?} is not built in and has no templateRef or query",
                 m.name
             ),
-            "use request-success-rate or request-duration, or add templateRef",
+            "use request-success-rate, request-duration, judge-latency or judge-errors, or add templateRef",
         ));
     }
     if let Some(t) = &m.template_ref {
@@ -750,6 +751,61 @@ fn check_metric(m: &CanaryMetric, path: &str, v: &mut Vec<Problem>) {
             &format!("{path}.threshold"),
             "threshold is ignored when thresholdRange is set",
             "remove threshold",
+        ));
+    }
+}
+
+/// The statistical judge's metrics: what they compare, and the fields that mean something
+/// only to them.
+fn check_judge(m: &CanaryMetric, path: &str, provider: Provider, v: &mut Vec<Problem>) {
+    if !m.is_judge() {
+        if m.confidence.is_some() {
+            v.push(Problem::error(
+                &format!("{path}.confidence"),
+                "confidence is read only by the judge metrics (judge-latency, judge-errors)",
+                "remove it",
+            ));
+        }
+        return;
+    }
+    if provider != Provider::Builtin {
+        v.push(Problem::error(
+            &format!("{path}.name"),
+            format!(
+                "{} compares the built-in router's per-backend samples; provider {provider} has none",
+                m.name
+            ),
+            "use provider builtin, or request-success-rate and request-duration on Prometheus",
+        ));
+    }
+    if m.threshold_range.as_ref().is_some_and(|r| r.min.is_some()) {
+        v.push(Problem::error(
+            &format!("{path}.thresholdRange.min"),
+            "the judge fails a canary that is worse than tolerated; a minimum means nothing to it",
+            "remove min; set max to the tolerance (percent slower, or percentage points more errors)",
+        ));
+    }
+    if let Some(c) = m.confidence
+        && !(0.5..=0.999_999).contains(&c)
+    {
+        v.push(Problem::error(
+            &format!("{path}.confidence"),
+            format!("{c} is not a confidence between 0.5 and 0.999999"),
+            "use e.g. 0.95 or 0.99",
+        ));
+    }
+    if m.is_critical() {
+        v.push(Problem::error(
+            &format!("{path}.critical"),
+            "the judge spends its confidence over the run's interval checks; a live watch would overrun it",
+            "remove critical (request-success-rate with critical: true rolls back in seconds)",
+        ));
+    }
+    if m.interval() > std::time::Duration::from_secs(60) {
+        v.push(Problem::error(
+            &format!("{path}.interval"),
+            "the router keeps the judge's samples for the last minute",
+            "use an interval of 60s or less",
         ));
     }
 }

@@ -277,18 +277,9 @@ fn failed_check(cx: &mut Cx<'_>, reasons: Vec<String>) -> Flow {
     Flow::Done(cx.interval())
 }
 
-/// The next canary weight: `stepWeight` more, or the next entry of `stepWeights`; never
-/// above the maximum.
+/// The next canary weight (see [`siskin_api::CanaryAnalysis::next_weight`]).
 pub(crate) fn next_weight(cx: &Cx<'_>, w: Weight) -> Weight {
-    let a = &cx.analysis;
-    let max = a.max_weight();
-    let steps = a.step_weights();
-    let next = if a.step_weight() > 0 || steps.is_empty() {
-        w.saturating_add(a.step_weight().max(1))
-    } else {
-        steps.iter().copied().find(|s| *s > w).unwrap_or(max)
-    };
-    next.min(max)
+    cx.analysis.next_weight(w)
 }
 
 fn canary_step(cx: &mut Cx<'_>) -> Flow {

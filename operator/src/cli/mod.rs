@@ -47,9 +47,16 @@ pub struct SampleAppArgs {
     /// Fraction of requests answered 500 (0.0 to 1.0).
     #[arg(long, env = "SAMPLE_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
-    /// Latency added to every request, in milliseconds.
+    /// Latency added to every request, in milliseconds (the median with --latency-spread).
     #[arg(long, env = "SAMPLE_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Spread the latency log-normally: the standard deviation of its logarithm (0.3 is a
+    /// typical service; 0 keeps every request at --latency-ms).
+    #[arg(long, env = "SAMPLE_LATENCY_SPREAD", default_value_t = 0.0)]
+    latency_spread: f64,
+    /// Fail requests at random at --error-rate, instead of spreading failures evenly.
+    #[arg(long, env = "SAMPLE_RANDOM_ERRORS")]
+    random_errors: bool,
 }
 
 /// Arguments of `siskin run`.
@@ -93,7 +100,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "--error-rate must be between 0 and 1, got {}",
                 a.error_rate
             );
+            anyhow::ensure!(
+                (0.0..=5.0).contains(&a.latency_spread),
+                "--latency-spread must be between 0 and 5, got {}",
+                a.latency_spread
+            );
             let app = siskin_sample_app::App::new(&a.name, &a.version, a.error_rate, a.latency_ms);
+            app.set_latency_spread(a.latency_spread);
+            app.set_random_errors(a.random_errors);
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()

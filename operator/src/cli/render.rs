@@ -203,6 +203,7 @@ fn queries(
             metrics_server: Some(&server),
             route: &route,
             templates: &templates,
+            checks: canary.spec.analysis().checks_per_run(),
         };
         for m in canary.spec.analysis().metrics.iter().flatten() {
             let mut row =
@@ -218,6 +219,12 @@ fn queries(
                         )),
                     };
                     row["query"] = json!(r.text());
+                    if m.is_judge() {
+                        // The level each check of a clean run is judged at.
+                        let checks = canary.spec.analysis().checks_per_run();
+                        row["alpha"] = json!(siskin_analysis::judge::alpha(m.confidence(), checks));
+                        row["checksPerRun"] = json!(checks);
+                    }
                 }
                 Err(e) => {
                     broken += 1;

@@ -13,7 +13,7 @@ use hyper_util::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client, api::ListParams};
-use siskin_analysis::{MetricsProvider, ProviderError, Query, providers::router_stats::combine};
+use siskin_analysis::{ProviderError, RouterStats};
 use siskin_route::{BackendReport, ConfigReport, StatsReport};
 
 /// Statistics of all router pods.
@@ -113,12 +113,17 @@ impl RouterFleet {
         serde_json::from_slice(&body).map_err(|e| ProviderError::Decode(e.to_string()))
     }
 
-    /// Every router's statistics entries together.
-    pub async fn merged(&self) -> Result<Vec<BackendReport>, ProviderError> {
+    /// Every router's statistics entries together (with the judge's samples of `samples`
+    /// seconds when asked).
+    pub async fn merged(&self, samples: Option<u64>) -> Result<Vec<BackendReport>, ProviderError> {
+        let path = match samples {
+            Some(w) => format!("/stats?window={w}"),
+            None => "/stats".to_string(),
+        };
         let mut all = Vec::new();
         for url in self.admin_urls().await? {
             // A router that cannot be read makes the total unknown, not smaller.
-            let stats: StatsReport = self.get_json(&url, "/stats").await?;
+            let stats: StatsReport = self.get_json(&url, &path).await?;
             all.extend(stats.backends);
         }
         Ok(all)
@@ -126,25 +131,12 @@ impl RouterFleet {
 }
 
 #[async_trait]
-impl MetricsProvider for RouterFleet {
-    async fn query(&self, query: &Query) -> Result<f64, ProviderError> {
-        let Query::Builtin {
-            metric,
-            route,
-            backend,
-            window,
-        } = query
-        else {
-            return Err(ProviderError::Rejected {
-                status: 400,
-                body: "the router's statistics answer only the built-in checks".into(),
-            });
-        };
-        let stats = self.merged().await?;
-        combine(&stats, route, *backend, *window, *metric, self.min_samples)
+impl RouterStats for RouterFleet {
+    async fn backends(&self, samples: Option<u64>) -> Result<Vec<BackendReport>, ProviderError> {
+        self.merged(samples).await
     }
 
-    async fn health(&self) -> Result<(), ProviderError> {
-        self.admin_urls().await.map(|_| ())
+    fn min_samples(&self) -> u64 {
+        self.min_samples
     }
 }

@@ -218,6 +218,7 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
             metrics_server: Some(&metrics_server),
             route: &route,
             templates: &templates,
+            checks: canary.spec.analysis().checks_per_run(),
         },
         router: &ctx.fleet,
         secrets: &secrets,

@@ -155,6 +155,7 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
                 metrics_server: file.metrics_server.as_deref(),
                 route: &route,
                 templates: &templates,
+                checks: canary.spec.analysis().checks_per_run(),
             },
             router: &router,
             secrets: &secrets,

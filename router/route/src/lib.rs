@@ -16,6 +16,7 @@ pub use compile::{CompileError, CompiledRule, Table};
 pub use duration::Duration;
 pub use model::*;
 pub use report::{
-    BackendReport, ConfigReport, ConfigStatus, Role, SiskinRule, StatsReport, WindowStats,
+    BackendReport, ConfigReport, ConfigStatus, Role, Samples, SiskinRule, StatsReport, WindowStats,
+    latency,
 };
 pub use select::{Selection, Sticky};

@@ -104,6 +104,95 @@ pub struct BackendReport {
     /// The last minute.
     #[serde(rename = "window1m")]
     pub window_1m: WindowStats,
+    /// Counts and latency histogram of the window asked for (`GET /stats?window=SECONDS`);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Samples>,
+}
+
+/// What the statistical judge compares: requests, failures and the latency histogram of one
+/// backend over a window, in [`latency`]'s buckets. Samples of several rules or routers add up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Samples {
+    /// Seconds covered: the window rounded up to whole [`latency::SLOT_SECONDS`] slots, the
+    /// current one counted as far as it has run.
+    pub seconds: u64,
+    /// Requests answered (or failed by the router).
+    pub requests: u64,
+    /// Requests that failed (5xx or a proxy error).
+    pub failures: u64,
+    /// Latency histogram, sparse: `[bucket, count]` for each non-empty bucket, bucket indexes
+    /// as [`latency::bucket`] numbers them.
+    pub latency: Vec<(u16, u64)>,
+}
+
+/// The latency buckets of [`Samples`]: four per doubling from 62.5 µs to 16.4 s, then one
+/// overflow bucket, so neighbouring buckets differ by 19 % and a 20 % shift moves a request
+/// about one bucket on.
+pub mod latency {
+    /// Buckets per doubling of latency.
+    pub const PER_DOUBLING: u32 = 4;
+    /// Upper bound of the first bucket, in milliseconds.
+    pub const FIRST_UPPER_MS: f64 = 0.0625;
+    /// Buckets with an upper bound (18 doublings above the first); one overflow bucket follows.
+    pub const BOUNDED: usize = 73;
+    /// Every bucket, the overflow one included.
+    pub const BUCKETS: usize = BOUNDED + 1;
+    /// The router keeps these samples in slots of this many seconds.
+    pub const SLOT_SECONDS: u64 = 5;
+
+    /// Upper bound of bucket `i` in milliseconds (None for the overflow bucket).
+    pub fn upper_ms(i: usize) -> Option<f64> {
+        (i < BOUNDED).then(|| FIRST_UPPER_MS * 2f64.powf(i as f64 / f64::from(PER_DOUBLING)))
+    }
+
+    /// Lower bound of bucket `i` in milliseconds (the first bucket's is taken one bucket
+    /// width below its upper bound, for log-scale arithmetic).
+    pub fn lower_ms(i: usize) -> f64 {
+        FIRST_UPPER_MS * 2f64.powf((i as f64 - 1.0) / f64::from(PER_DOUBLING))
+    }
+
+    /// The bucket of a latency in milliseconds.
+    pub fn bucket(ms: f64) -> usize {
+        if ms.is_nan() || ms <= FIRST_UPPER_MS {
+            return 0;
+        }
+        let i = ((ms / FIRST_UPPER_MS).log2() * f64::from(PER_DOUBLING)).ceil();
+        // Guard the boundaries against rounding: a value equal to a bound is in that bucket.
+        let mut i = if i.is_finite() { i as usize } else { BOUNDED };
+        while i > 0 && upper_ms(i - 1).is_some_and(|lo| ms <= lo) {
+            i -= 1;
+        }
+        while upper_ms(i).is_some_and(|hi| ms > hi) {
+            i += 1;
+        }
+        i.min(BOUNDED)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn buckets_are_four_per_doubling() {
+            assert_eq!(bucket(0.0), 0);
+            assert_eq!(bucket(0.0625), 0);
+            assert_eq!(bucket(0.0626), 1);
+            assert_eq!(bucket(0.125), 4);
+            assert_eq!(bucket(1.0), 16);
+            assert_eq!(bucket(1.01), 17);
+            assert_eq!(bucket(16384.0), 72);
+            assert_eq!(bucket(16385.0), BOUNDED);
+            assert_eq!(bucket(1e9), BOUNDED);
+            for i in 0..BOUNDED {
+                let hi = upper_ms(i).unwrap();
+                assert_eq!(bucket(hi), i, "upper bound of {i}");
+                assert_eq!(bucket(hi * 1.0001), i + 1);
+                assert!((lower_ms(i + 1) - hi).abs() < 1e-9 * hi);
+            }
+            assert_eq!(upper_ms(BOUNDED), None);
+        }
+    }
 }
 
 /// A window's summary.

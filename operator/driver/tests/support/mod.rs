@@ -362,6 +362,7 @@ impl MetricSource for World {
                 window,
             }),
             value,
+            judgement: None,
         }
     }
 
