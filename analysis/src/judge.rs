@@ -265,15 +265,35 @@ pub fn exact_limits(x: u64, n: u64, alpha: f64) -> (f64, f64) {
 /// variance estimates recovery (the square-and-add of his hybrid score interval, with exact
 /// limits in place of Wilson's, which are not conservative with a few requests against many).
 pub fn difference(canary: (u64, u64), primary: (u64, u64), alpha: f64) -> (f64, f64) {
+    (
+        edge(canary, primary, alpha, Edge::Lower),
+        edge(canary, primary, alpha, Edge::Upper),
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Edge {
+    Lower,
+    Upper,
+}
+
+/// One end of [`difference`] (each needs only two of the four exact limits).
+fn edge(canary: (u64, u64), primary: (u64, u64), alpha: f64, which: Edge) -> f64 {
     let p1 = canary.0 as f64 / canary.1 as f64;
     let p0 = primary.0 as f64 / primary.1 as f64;
-    let (l1, u1) = exact_limits(canary.0, canary.1, alpha);
-    let (l0, u0) = exact_limits(primary.0, primary.1, alpha);
     let d = p1 - p0;
-    (
-        d - ((p1 - l1).powi(2) + (u0 - p0).powi(2)).sqrt(),
-        d + ((u1 - p1).powi(2) + (p0 - l0).powi(2)).sqrt(),
-    )
+    match which {
+        Edge::Lower => {
+            let l1 = exact_limits(canary.0, canary.1, alpha).0;
+            let u0 = exact_limits(primary.0, primary.1, alpha).1;
+            d - ((p1 - l1).powi(2) + (u0 - p0).powi(2)).sqrt()
+        }
+        Edge::Upper => {
+            let u1 = exact_limits(canary.0, canary.1, alpha).1;
+            let l0 = exact_limits(primary.0, primary.1, alpha).0;
+            d + ((u1 - p1).powi(2) + (p0 - l0).powi(2)).sqrt()
+        }
+    }
 }
 
 fn error_excess(canary: (u64, u64), primary: (u64, u64), tolerance: f64, alpha: f64) -> Judgement {
@@ -283,9 +303,9 @@ fn error_excess(canary: (u64, u64), primary: (u64, u64), tolerance: f64, alpha: 
     // The score z at which the interval's edge meets the tolerance: the one-sided p-value of
     // "the canary fails no more than tolerated" is the alpha at which the check would fail.
     let z_star = if d > tol {
-        root(|z| difference(canary, primary, normal_sf(z)).0 - tol)
+        root(|z| edge(canary, primary, normal_sf(z), Edge::Lower) - tol)
     } else {
-        -root(|z| tol - difference(canary, primary, normal_sf(z)).1)
+        -root(|z| tol - edge(canary, primary, normal_sf(z), Edge::Upper))
     };
     Judgement {
         test: "two-proportion".into(),
@@ -302,7 +322,7 @@ fn error_excess(canary: (u64, u64), primary: (u64, u64), tolerance: f64, alpha: 
 /// The `x` in [0, 1] where the increasing `f` reaches `target`.
 fn solve_increasing(f: impl Fn(f64) -> f64, target: f64) -> f64 {
     let (mut lo, mut hi) = (0.0, 1.0);
-    for _ in 0..64 {
+    for _ in 0..48 {
         let mid = 0.5 * (lo + hi);
         if f(mid) < target {
             lo = mid;
@@ -384,10 +404,10 @@ fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
     h
 }
 
-/// Where `f`, positive at 0 and decreasing, crosses zero on [0, 40].
+/// Where `f`, positive at 0 and decreasing, crosses zero on [0, 40] (to 1e-10).
 fn root(f: impl Fn(f64) -> f64) -> f64 {
     let (mut lo, mut hi) = (0.0, 40.0);
-    for _ in 0..80 {
+    for _ in 0..40 {
         let mid = 0.5 * (lo + hi);
         if f(mid) > 0.0 {
             lo = mid;

@@ -1233,8 +1233,12 @@ async fn gateway_api_provider_releases_through_a_gateway() {
     let canary = canary_manifest(
         "siskin.dev",
         &sc.ns,
+        // No metrics: for gatewayapi the built-in checks are Prometheus queries (Flagger's HTTP
+        // observer) and this test is about the route through the Gateway, not about Prometheus,
+        // which `releases_are_judged_by_a_metric_template_on_prometheus` covers.
         json!({"provider": "gatewayapi:v1", "service": {"port": 9898, "hosts": ["podinfo.example.com"],
-            "gatewayRefs": [{"name": "public", "namespace": sc.ns}]}}),
+            "gatewayRefs": [{"name": "public", "namespace": sc.ns}]},
+            "analysis": {"interval": "3s", "threshold": 2, "maxWeight": 50, "stepWeight": 25}}),
     );
     apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
     let (counts, traffic) = load(sc.router.port, "podinfo.example.com".into());
@@ -1593,4 +1597,88 @@ async fn releases_are_judged_by_a_metric_template_on_prometheus() {
     assert_eq!(check["verdict"], "Fail", "{check}\n{}", op.log());
     assert!(check["value"].as_f64().unwrap() > 20.0, "{check}");
     traffic.abort();
+}
+
+/// The statistical judge through the operator: the samples of every router pod, read over the
+/// router Service's endpoints (`/stats?window=`), pooled per backend; a good release is
+/// promoted with the judge's figures in its status, one failing a fifth of its requests is
+/// rolled back on `judge-errors`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_are_judged_canary_against_primary_by_the_operator() {
+    let sc = scene("op-judge").await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"analysis": {"interval": "5s", "threshold": 1, "maxWeight": 50, "stepWeight": 50,
+            "metrics": [{"name": "judge-errors", "thresholdRange": {"max": 1}, "interval": "10s"}]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let loads: Vec<_> = (0..3)
+        .map(|_| load(sc.router.port, format!("podinfo.{}", sc.ns)).1)
+        .collect();
+    let judged = |s: &Value| {
+        s["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == "judge-errors")
+            .cloned()
+            .unwrap_or_default()
+    };
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(120),
+    )
+    .await;
+    let c = judged(&s);
+    assert_eq!(c["verdict"], "Pass", "{s:#}\n{}", op.log());
+    assert_eq!(c["judge"]["test"], "two-proportion", "{c}");
+    assert!(c["judge"]["canaryRequests"].as_u64().unwrap() >= 50, "{c}");
+    assert!(c["judge"]["primaryRequests"].as_u64().unwrap() >= 50, "{c}");
+    assert_eq!(c["max"], 1.0);
+    apply_deployment(&sc.admin, &sc.ns, &deployment("3.0.0", "0.2")).await;
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Progressing",
+        Duration::from_secs(60),
+    )
+    .await;
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Failed",
+        Duration::from_secs(120),
+    )
+    .await;
+    let c = judged(&s);
+    assert_eq!(c["verdict"], "Fail", "{s:#}");
+    assert!(c["judge"]["canaryFailures"].as_u64().unwrap() > 0, "{c}");
+    let effect = c["judge"]["effect"].as_f64().unwrap();
+    assert!((10.0..=30.0).contains(&effect), "a fifth fails: {c}");
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter()
+            .any(|(_, _, m)| m.contains("judge-errors") && m.contains("excess failure rate")),
+        "the event explains the judgement: {ev:#?}"
+    );
+    for l in loads {
+        l.abort();
+    }
 }

@@ -156,6 +156,21 @@ pub fn problems(file: &StandaloneFile) -> Vec<String> {
                 s.name
             ));
         }
+        let kind = t.provider.r#type;
+        let cluster_only = kind == siskin_api::MetricsProviderType::Keptn
+            || (kind == siskin_api::MetricsProviderType::Externalmetrics
+                && t.provider.address.as_deref().unwrap_or_default().is_empty());
+        if cluster_only {
+            out.push(format!(
+                "metricTemplates[{i}].provider.type: {} reads a Kubernetes API server, which siskin run has none of; run the release with siskin operator{}",
+                siskin_analysis::resolve::type_name(kind),
+                if kind == siskin_api::MetricsProviderType::Externalmetrics {
+                    ", or set provider.address to the metrics adapter"
+                } else {
+                    ""
+                }
+            ));
+        }
         if !siskin_analysis::registry::supported(t.provider.r#type) {
             out.push(format!(
                 "metricTemplates[{i}].provider.type: {} is not supported yet; use one of {}",
