@@ -136,9 +136,15 @@ pub struct Args {
         default_value = "http://prometheus:9090"
     )]
     metrics_server: String,
-    /// Cluster name in alerts.
+    /// Cluster name in alerts (a `Cluster` field on every message).
     #[arg(long, env = "SISKIN_CLUSTER_NAME", default_value = "")]
     cluster_name: String,
+    /// Webhook told every event of Canaries that have no `event` webhook of their own.
+    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    event_webhook: Option<String>,
+    /// Where alerts of Canaries without analysis.alerts go.
+    #[command(flatten)]
+    alerts: crate::alerts::GlobalAlertArgs,
     /// Canaries reconciled at once.
     #[arg(long, env = "SISKIN_THREADINESS", default_value_t = 2)]
     threadiness: u16,
@@ -301,7 +307,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 instance: Some(identity.clone()),
             },
         ),
-        hooks: crate::hooks::HttpWebhooks::default(),
+        hooks: siskin_webhooks::client::HookClient::new()?,
+        event_webhook: crate::hooks::global_event_hook(args.event_webhook.as_deref()),
+        alerts: {
+            let metrics = metrics.clone();
+            crate::alerts::Dispatch::new(
+                args.alerts.destination(),
+                args.cluster_name.clone(),
+                Arc::new(move |kind, ok| {
+                    metrics.inc(
+                        "siskin_notifications_total",
+                        vec![
+                            ("provider", crate::hooks::alert_kind(kind).to_string()),
+                            ("outcome", if ok { "sent" } else { "failed" }.to_string()),
+                        ],
+                    );
+                }),
+            )
+        },
         critical: Arc::new(critical::CriticalWatch::new(fleet.clone(), trigger)),
         fleet,
     });

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod alerts;
 mod analysis;
 mod backends;
 mod cli;

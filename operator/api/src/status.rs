@@ -94,6 +94,77 @@ pub struct CanaryStatus {
     /// Siskin: what the run is waiting for, since when, and until when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitStatus>,
+    /// Siskin: the last call of every webhook (status code, first bytes of the answer,
+    /// duration), one entry per hook name and type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub webhooks: Option<Vec<WebhookResult>>,
+}
+
+/// How many bytes of a webhook's answer are kept in status, events and errors.
+pub const WEBHOOK_BODY_BYTES: usize = 256;
+
+/// One webhook call as it went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookResult {
+    /// The hook's name.
+    pub name: String,
+    /// Its type (`confirm-rollout`, `rollout`, `event`, …).
+    pub r#type: String,
+    /// Whether the call succeeded (an answer with status 202 or lower).
+    pub passed: bool,
+    /// The last answer's status code; none when no answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The first bytes of the last answer's body (lossy UTF-8).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub response: String,
+    /// Why it failed: no answer within the timeout, connection refused, TLS, status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attempts made (1 + retries used).
+    pub attempts: u32,
+    /// Milliseconds from the first attempt to the last answer.
+    pub duration_ms: u64,
+    /// When this outcome was first seen: a hook answering the same way again (a closed gate
+    /// polled every interval) does not rewrite the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+impl WebhookResult {
+    /// Whether `other` is the same outcome of the same hook (timing aside).
+    pub fn same_outcome(&self, other: &WebhookResult) -> bool {
+        self.name == other.name
+            && self.r#type == other.r#type
+            && self.passed == other.passed
+            && self.status_code == other.status_code
+            && self.response == other.response
+            && self.error == other.error
+    }
+
+    /// One line for events and errors: `status 403 after 12 ms (2 attempts): Forbidden`.
+    pub fn summary(&self) -> String {
+        let mut s = match (self.status_code, &self.error) {
+            (Some(code), _) => format!("status {code}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".to_string(),
+        };
+        s.push_str(&format!(" after {} ms", self.duration_ms));
+        if self.attempts > 1 {
+            s.push_str(&format!(" ({} attempts)", self.attempts));
+        }
+        let body = self.response.trim();
+        if !body.is_empty() {
+            s.push_str(": ");
+            s.push_str(body);
+        } else if let (Some(_), Some(e)) = (self.status_code, &self.error) {
+            s.push_str(": ");
+            s.push_str(e);
+        }
+        s
+    }
 }
 
 /// A status condition.

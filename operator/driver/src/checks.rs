@@ -31,12 +31,12 @@ pub async fn analysis(
         checks.push(CheckStatus {
             name: h.name.clone(),
             kind: "webhook".into(),
-            verdict: if r.is_ok() {
+            verdict: if r.passed {
                 Verdict::Pass
             } else {
                 Verdict::Fail
             },
-            message: r.err(),
+            message: (!r.passed).then(|| r.summary()),
             time: Some(Time(now)),
             ..Default::default()
         });

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use siskin_api::{
-    CanarySpec, CanaryStatus, HookType, analysis::CanaryWebhook, status::CheckStatus,
+    CanarySpec, CanaryStatus, HookType, Phase, Severity,
+    analysis::CanaryWebhook,
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    status::{CheckStatus, Verdict, WebhookResult},
 };
 use siskin_engine::{
     Action, Alert, Event, EventType, GateResult, Need, Observations, RouteState, Scale, Split, Step,
@@ -59,6 +62,9 @@ pub struct Seams<'a> {
     pub store: &'a dyn StatusStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The global event webhook (`--event-webhook`): told every event of Canaries that have no
+    /// `event` hook of their own.
+    pub event_webhook: Option<&'a CanaryWebhook>,
 }
 
 /// What a step did.
@@ -100,6 +106,11 @@ async fn run(
     seams: &Seams<'_>,
     critical: Option<CheckStatus>,
 ) -> Result<Outcome> {
+    let recorder = Recorder::new(seams.webhooks, seams.clock);
+    let seams = &Seams {
+        webhooks: &recorder,
+        ..*seams
+    };
     let workloads = seams.platform.observe().await?;
     let mut obs = Observations {
         target: workloads.target,
@@ -155,12 +166,24 @@ async fn run(
             .any(|a| matches!(a, Action::ScaleTarget(Scale::Zero)));
         execute(release, seams, action, &obs, &step.status, scales_down).await?;
     }
-    let persisted = seams.store.persist(status, &step.status).await?;
-    if step.status.phase != status.phase {
-        info!(from = %status.phase, to = %step.status.phase, weight = step.status.canary_weight, "phase changed");
+    let mut after = step.status;
+    record_webhooks(&mut after, recorder.take());
+    let alerted = step.actions.iter().any(|a| matches!(a, Action::Alert(_)));
+    if after.phase != status.phase && !alerted && status.phase != Phase::Unset {
+        // Every phase change is told; the engine's own alerts cover the rest.
+        let a = Alert {
+            severity: siskin_api::Severity::Info,
+            message: phase_message(status.phase, after.phase),
+            with_metadata: false,
+        };
+        alert(release, seams, &a, &after).await;
+    }
+    let persisted = seams.store.persist(status, &after).await?;
+    if after.phase != status.phase {
+        info!(from = %status.phase, to = %after.phase, weight = after.canary_weight, "phase changed");
     }
     Ok(Outcome {
-        status: step.status,
+        status: after,
         actions: step.actions,
         requeue_after: step.requeue_after,
         analysed,
@@ -189,12 +212,12 @@ pub async fn gate(
 ) -> GateResult {
     for h in hooks {
         let outcome = webhooks.call(h, payload).await;
-        let ok = outcome.is_ok();
+        let ok = outcome.passed;
         if (kind == HookType::Rollback) == ok {
             return GateResult {
                 passed: ok,
                 hook: h.name.clone(),
-                message: outcome.err().unwrap_or_default(),
+                message: if ok { String::new() } else { outcome.summary() },
                 muted: h.mute_alert.unwrap_or(false),
             };
         }
@@ -236,7 +259,7 @@ async fn execute(
             Ok(())
         }
         Action::Alert(a) => {
-            alert(release, seams, a).await;
+            alert(release, seams, a, after).await;
             Ok(())
         }
         Action::RevertTarget => {
@@ -274,26 +297,26 @@ async fn confirm(seams: &Seams<'_>, split: &Split) -> Result<()> {
 async fn run_hooks(release: &Release<'_>, seams: &Seams<'_>, kind: HookType, after: &CanaryStatus) {
     let p = payload(release, after);
     for h in release.spec.analysis_hooks(kind) {
-        match seams.webhooks.call(h, &p).await {
-            Ok(()) => {
-                seams
-                    .events
-                    .record(&normal(
-                        "HookPassed",
-                        format!("{} check {} passed", kind.name(), h.name),
-                    ))
-                    .await;
-            }
-            Err(e) => {
-                warn!(hook = %h.name, kind = kind.name(), error = %e, "hook failed");
-                seams
-                    .events
-                    .record(&warning(
-                        "HookFailed",
-                        format!("{} hook {} failed {e}", kind.name(), h.name),
-                    ))
-                    .await;
-            }
+        let r = seams.webhooks.call(h, &p).await;
+        if r.passed {
+            seams
+                .events
+                .record(&normal(
+                    "HookPassed",
+                    format!("{} check {} passed ({})", kind.name(), h.name, r.summary()),
+                ))
+                .await;
+        } else {
+            warn!(hook = %h.name, kind = kind.name(), result = %r.summary(), "hook failed");
+            seams
+                .events
+                .record(&warning(
+                    "HookFailed",
+                    format!("{} hook {} failed: {}", kind.name(), h.name, r.summary()),
+                ))
+                .await;
+            // Flagger stops at the first failing post-rollout hook.
+            break;
         }
     }
 }
@@ -305,7 +328,10 @@ async fn event(release: &Release<'_>, seams: &Seams<'_>, e: &Event, after: &Cana
         EventType::Normal => info!(reason = e.reason, message = %e.message, "event"),
     }
     seams.events.record(e).await;
-    let hooks = release.spec.analysis_hooks(HookType::Event);
+    let mut hooks = release.spec.analysis_hooks(HookType::Event);
+    if hooks.is_empty() {
+        hooks.extend(seams.event_webhook);
+    }
     if hooks.is_empty() {
         return;
     }
@@ -324,15 +350,16 @@ async fn event(release: &Release<'_>, seams: &Seams<'_>, e: &Event, after: &Cana
     ]
     .into();
     for h in hooks {
-        if let Err(err) = seams.webhooks.call(h, &p).await {
-            warn!(hook = %h.name, error = %err, "event hook failed");
+        let r = seams.webhooks.call(h, &p).await;
+        if !r.passed {
+            warn!(hook = %h.name, result = %r.summary(), "event hook failed");
         }
     }
 }
 
-async fn alert(release: &Release<'_>, seams: &Seams<'_>, a: &Alert) {
+async fn alert(release: &Release<'_>, seams: &Seams<'_>, a: &Alert, after: &CanaryStatus) {
     let spec = release.spec;
-    let fields = if a.with_metadata {
+    let mut fields = if a.with_metadata {
         let analysis = spec.analysis();
         vec![
             (
@@ -357,6 +384,10 @@ async fn alert(release: &Release<'_>, seams: &Seams<'_>, a: &Alert) {
     } else {
         Vec::new()
     };
+    if a.severity == Severity::Error {
+        // A failure names what failed: each failing check with its value and threshold.
+        fields.extend(failing_checks(after));
+    }
     let n = Notification {
         name: release.name.to_string(),
         namespace: release.namespace.to_string(),
@@ -367,6 +398,108 @@ async fn alert(release: &Release<'_>, seams: &Seams<'_>, a: &Alert) {
     if let Err(e) = seams.notifier.post(&n).await {
         // A lost alert does not hold the release back; it is logged where operators look.
         warn!(error = %e, severity = ?a.severity, "cannot send alert");
+        seams
+            .events
+            .record(&warning("AlertNotSent", format!("alert not sent: {e}")))
+            .await;
+    }
+}
+
+/// The checks of the run that did not pass, as alert fields: `request-success-rate` →
+/// `50.00 (min 99): Fail`.
+fn failing_checks(status: &CanaryStatus) -> Vec<(String, String)> {
+    status
+        .checks
+        .iter()
+        .flatten()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .map(|c| {
+            let mut v = match c.value {
+                Some(x) => format!("{x:.2}"),
+                None => "no value".to_string(),
+            };
+            match (c.min, c.max) {
+                (Some(lo), Some(hi)) => v.push_str(&format!(" (range {lo}–{hi})")),
+                (Some(lo), None) => v.push_str(&format!(" (min {lo})")),
+                (None, Some(hi)) => v.push_str(&format!(" (max {hi})")),
+                (None, None) => {}
+            }
+            v.push_str(&format!(": {:?}", c.verdict));
+            if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty()) {
+                v.push_str(&format!(" — {m}"));
+            }
+            (c.name.clone(), v)
+        })
+        .collect()
+}
+
+/// The message for a phase change the engine did not alert about itself.
+fn phase_message(from: Phase, to: Phase) -> String {
+    match to {
+        Phase::Promoting => "Canary analysis passed, promoting the canary to the primary.".into(),
+        Phase::Finalising => "Primary updated, routing all traffic back to it.".into(),
+        Phase::Progressing => format!("Canary analysis progressing (was {}).", from.name()),
+        _ => format!("Phase changed from {} to {}.", from.name(), to.name()),
+    }
+}
+
+/// Wraps the world's webhook caller to keep every result of a step for the status.
+struct Recorder<'a> {
+    inner: &'a dyn Webhooks,
+    clock: &'a dyn Clock,
+    results: std::sync::Mutex<Vec<WebhookResult>>,
+}
+
+impl<'a> Recorder<'a> {
+    fn new(inner: &'a dyn Webhooks, clock: &'a dyn Clock) -> Self {
+        Recorder {
+            inner,
+            clock,
+            results: Default::default(),
+        }
+    }
+
+    fn take(&self) -> Vec<WebhookResult> {
+        self.results
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Webhooks for Recorder<'_> {
+    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> WebhookResult {
+        let mut r = self.inner.call(hook, payload).await;
+        r.time = Some(Time(self.clock.now()));
+        if let Ok(mut results) = self.results.lock() {
+            results.push(r.clone());
+        }
+        r
+    }
+}
+
+/// Keeps the last result of each hook (name and type) in `status.webhooks`; an unchanged
+/// outcome keeps its entry (and its time), so a gate polled every interval writes nothing.
+fn record_webhooks(status: &mut CanaryStatus, results: Vec<WebhookResult>) {
+    if results.is_empty() {
+        return;
+    }
+    let list = status.webhooks.get_or_insert_with(Vec::new);
+    for r in results {
+        match list
+            .iter_mut()
+            .find(|e| e.name == r.name && e.r#type == r.r#type)
+        {
+            Some(e) if e.same_outcome(&r) => {}
+            Some(e) => *e = r,
+            None => list.push(r),
+        }
+    }
+    // Bounded like the CRD says: the oldest go first.
+    if list.len() > 64 {
+        list.sort_by(|a, b| b.time.cmp(&a.time));
+        list.truncate(64);
     }
 }
 

@@ -2,11 +2,10 @@
 //! implements them over its own objects; the inputs are small typed values — a scale, a routing
 //! intent, a status, a hook — never a client or the whole Canary.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use siskin_api::{CanaryStatus, Severity, analysis::CanaryWebhook};
+use siskin_api::{CanaryStatus, Severity, analysis::CanaryWebhook, status::WebhookResult};
 use siskin_engine::{Event, RouteState, Scale, Timestamp, Workload};
+pub use siskin_webhooks::client::Payload;
 
 use crate::{Error, RoutingIntent};
 
@@ -45,28 +44,12 @@ pub trait Traffic: Send + Sync {
     async fn revert(&self) -> Result<(), Error>;
 }
 
-/// What a webhook is told (Flagger's payload).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Payload {
-    /// Canary name.
-    pub name: String,
-    /// Canary namespace.
-    pub namespace: String,
-    /// Phase before this step.
-    pub phase: String,
-    /// Checksum of the release (the status's `lastAppliedSpec`).
-    pub checksum: String,
-    /// Extra metadata (event hooks: `eventMessage`, `eventType`, `timestamp`); merged over the
-    /// hook's own, these keys win.
-    pub metadata: BTreeMap<String, String>,
-}
-
 /// Calls webhooks.
 #[async_trait]
 pub trait Webhooks: Send + Sync {
-    /// Calls one hook; success is an answer with status 202 or lower, anything else is the
-    /// error text.
-    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> Result<(), String>;
+    /// Calls one hook. Success is an answer with status 202 or lower; the result carries the
+    /// status code, the first bytes of the answer and the time taken, passed or not.
+    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> WebhookResult;
 }
 
 /// An alert to send.
@@ -119,5 +102,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+}
+
+/// The real client: the same hooks called the same way in every world.
+#[async_trait]
+impl Webhooks for siskin_webhooks::client::HookClient {
+    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> WebhookResult {
+        siskin_webhooks::client::HookClient::call(self, hook, payload).await
     }
 }

@@ -380,6 +380,8 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             canary: Vec::new(),
             revert: false,
             output: Output::Channel(tx),
+            event_webhook: None,
+            alerts: None,
         };
         async move { crate::standalone::run::run(&file, opts).await }
     });

@@ -74,6 +74,12 @@ pub struct RunArgs {
     /// primary (what `revertOnDeletion` does on Kubernetes); with --once, exit when done.
     #[arg(long)]
     revert: bool,
+    /// Webhook told every event when the file's analysis has no `event` webhook.
+    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    event_webhook: Option<String>,
+    /// Where alerts go when the file's analysis has no alerts.
+    #[command(flatten)]
+    alerts: crate::alerts::GlobalAlertArgs,
 }
 
 /// Runs the chosen command.
@@ -124,6 +130,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 canary: args.canary,
                 revert: args.revert,
                 output: crate::standalone::world::Output::Print,
+                event_webhook: args.event_webhook,
+                alerts: args.alerts.destination(),
             };
             let phase = rt.block_on(crate::standalone::run::run(&args.file, opts))?;
             Ok(if phase == siskin_api::Phase::Failed {

@@ -30,7 +30,7 @@ fn render_labels(labels: &Labels) -> String {
         .join(",")
 }
 
-const HELP: [(&str, &str, &str); 10] = [
+const HELP: [(&str, &str, &str); 11] = [
     (
         "siskin_info",
         "gauge",
@@ -63,6 +63,11 @@ const HELP: [(&str, &str, &str); 10] = [
         "siskin_leader",
         "gauge",
         "1 when this replica holds the leader lease.",
+    ),
+    (
+        "siskin_notifications_total",
+        "counter",
+        "Alerts to chat, by provider and outcome (sent, failed).",
     ),
     (
         "siskin_reconcile_errors_total",

@@ -19,15 +19,10 @@ use siskin_driver::{Error, Outcome, Release, Seams, SystemClock};
 use tracing::{Instrument, info, warn};
 
 use super::{
-    FINALIZER, Settings,
-    apply::kube_err,
-    critical::CriticalWatch,
-    fleet::RouterFleet,
-    metrics::Metrics,
-    status,
-    world::{KubeWorld, LogNotifier},
+    FINALIZER, Settings, apply::kube_err, critical::CriticalWatch, fleet::RouterFleet,
+    metrics::Metrics, status, world::KubeWorld,
 };
-use crate::{backends::REGISTRY, hooks::HttpWebhooks};
+use crate::backends::REGISTRY;
 
 /// Shared by every reconcile.
 pub struct Ctx {
@@ -40,7 +35,11 @@ pub struct Ctx {
     /// Event recorder.
     pub recorder: Recorder,
     /// Webhook client.
-    pub hooks: HttpWebhooks,
+    pub hooks: siskin_webhooks::client::HookClient,
+    /// The global event webhook (`--event-webhook`).
+    pub event_webhook: Option<siskin_api::CanaryWebhook>,
+    /// Alerts to chat.
+    pub alerts: crate::alerts::Dispatch,
     /// The router fleet's statistics.
     pub fleet: RouterFleet,
     /// Critical checks watched between steps.
@@ -224,15 +223,26 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
         secrets: &secrets,
         kube: Some(ctx.client.clone()),
     };
+    let providers = super::templates::KubeAlertProviders {
+        client: ctx.client.clone(),
+        group,
+    };
+    let notifier = crate::alerts::CanaryAlerts {
+        dispatch: &ctx.alerts,
+        alerts: canary.spec.analysis().alerts.clone().unwrap_or_default(),
+        namespace: ns.clone(),
+        providers: &providers,
+    };
     let seams = Seams {
         platform: &world,
         traffic: &world,
         metrics: &analyzer,
         webhooks: &ctx.hooks,
-        notifier: &LogNotifier,
+        notifier: &notifier,
         events: &world,
         store: &world,
         clock: &SystemClock,
+        event_webhook: ctx.event_webhook.as_ref(),
     };
     let critical = ctx.critical.take(&key);
     let outcome = match siskin_driver::step(&release, &seams, critical.clone()).await {

@@ -64,3 +64,50 @@ impl Secrets for KubeSecrets {
         }
     }
 }
+
+/// AlertProviders (and their Secrets) read from the API server when an alert is sent.
+pub struct KubeAlertProviders {
+    /// The client.
+    pub client: Client,
+    /// The API group the Canaries are served under.
+    pub group: ApiGroup,
+}
+
+#[async_trait]
+impl crate::alerts::Providers for KubeAlertProviders {
+    async fn resolve(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<siskin_webhooks::notify::Destination, String> {
+        let api: Api<siskin_api::AlertProvider> =
+            Api::namespaced_with(self.client.clone(), namespace, &self.group);
+        let provider = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("get AlertProvider {namespace}/{name}: {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "AlertProvider {namespace}/{name} does not exist; create it or fix providerRef"
+                )
+            })?;
+        let secret = match &provider.spec.secret_ref {
+            Some(r) => {
+                let data = KubeSecrets {
+                    client: self.client.clone(),
+                }
+                .secret(namespace, &r.name)
+                .await
+                .map_err(|e| format!("AlertProvider {namespace}/{name}: {e}"))?;
+                Some(
+                    data.into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).trim().to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            }
+            None => None,
+        };
+        crate::alerts::destination(&provider.spec, secret.as_ref())
+            .map_err(|e| format!("AlertProvider {namespace}/{name}: {e}"))
+    }
+}

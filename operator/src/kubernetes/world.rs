@@ -13,11 +13,9 @@ use kube::{
 };
 use serde_json::json;
 use siskin_api::{ApiGroup, Canary, CanaryStatus};
-use siskin_driver::{
-    Error, Events, Notification, Notifier, Platform, RoutingIntent, StatusStore, Traffic, Workloads,
-};
+use siskin_driver::{Error, Events, Platform, RoutingIntent, StatusStore, Traffic, Workloads};
 use siskin_engine::{Event, EventType, RouteState, Scale};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{Settings, apply, fleet::RouterFleet, status};
 use crate::{
@@ -342,16 +340,5 @@ impl Events for KubeWorld {
             &e.message,
         )
         .await;
-    }
-}
-
-/// Alerts are logged: no AlertProvider type sends yet.
-pub struct LogNotifier;
-
-#[async_trait]
-impl Notifier for LogNotifier {
-    async fn post(&self, n: &Notification) -> Result<(), Error> {
-        info!(severity = ?n.severity, canary = %n.name, namespace = %n.namespace, fields = ?n.fields, "alert: {}", n.message);
-        Ok(())
     }
 }

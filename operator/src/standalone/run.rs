@@ -7,7 +7,7 @@
 //! resumes where it stopped). Between steps the critical checks are watched on the router's
 //! live statistics.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use siskin_analysis::providers::router_stats::{DEFAULT_MIN_SAMPLES, RouterStatsProvider};
 use siskin_analysis::{Analyzer, ProviderError, Secrets, resolve::Context};
@@ -19,7 +19,7 @@ use super::{
     spec::{NAMESPACE, StandaloneFile, Upstream, load},
     world::{FileWorld, Output},
 };
-use crate::{backends::REGISTRY, hooks::HttpWebhooks};
+use crate::backends::REGISTRY;
 
 /// How often critical checks read the live window between steps.
 const CRITICAL_POLL: Duration = Duration::from_millis(200);
@@ -36,6 +36,10 @@ pub struct RunOptions {
     pub revert: bool,
     /// Where reports go.
     pub output: Output,
+    /// The global event webhook (`--event-webhook`).
+    pub event_webhook: Option<String>,
+    /// Where alerts go when the file names none (`--slack-url`, `--msteams-url`, …).
+    pub alerts: Option<siskin_webhooks::notify::Destination>,
 }
 
 /// The problems `siskin run` refuses a file for: its own rules and the Canary's.
@@ -137,7 +141,32 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
         format!("http://{}", world.file().admin_addr),
         DEFAULT_MIN_SAMPLES,
     );
-    let webhooks = HttpWebhooks::default();
+    let webhooks = siskin_webhooks::client::HookClient::new()?;
+    let event_webhook = crate::hooks::global_event_hook(opts.event_webhook.as_deref());
+    let dispatch =
+        crate::alerts::Dispatch::new(opts.alerts.clone(), String::new(), Arc::new(|_, _| {}));
+    let result = drive_with(
+        world,
+        opts,
+        &router,
+        &webhooks,
+        event_webhook.as_ref(),
+        &dispatch,
+    )
+    .await;
+    // The last messages (Succeeded, Failed) go out before siskin exits.
+    dispatch.flush(Duration::from_secs(10)).await;
+    result
+}
+
+async fn drive_with(
+    world: &FileWorld,
+    opts: &RunOptions,
+    router: &RouterStatsProvider,
+    webhooks: &siskin_webhooks::client::HookClient,
+    event_webhook: Option<&siskin_api::CanaryWebhook>,
+    dispatch: &crate::alerts::Dispatch,
+) -> anyhow::Result<Phase> {
     let mut critical = None;
     loop {
         world.reload_file();
@@ -157,19 +186,30 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
                 templates: &templates,
                 checks: canary.spec.analysis().checks_per_run(),
             },
-            router: &router,
+            router,
             secrets: &secrets,
             kube: None,
+        };
+        let providers = FileAlertProviders(file.alert_providers.clone(), file.secrets.clone());
+        let notifier = Terminal {
+            world,
+            alerts: crate::alerts::CanaryAlerts {
+                dispatch,
+                alerts: canary.spec.analysis().alerts.clone().unwrap_or_default(),
+                namespace: NAMESPACE.to_string(),
+                providers: &providers,
+            },
         };
         let seams = Seams {
             platform: world,
             traffic: world,
             metrics: &metrics,
-            webhooks: &webhooks,
-            notifier: world,
+            webhooks,
+            notifier: &notifier,
             events: world,
             store: world,
             clock: &SystemClock,
+            event_webhook,
         };
         let release = Release {
             name: &file.name,
@@ -222,5 +262,48 @@ async fn drive(world: &FileWorld, opts: &RunOptions) -> anyhow::Result<Phase> {
                 f.value.map_or("-".into(), |v| format!("{v:.1}"))
             ));
         }
+    }
+}
+
+/// The file's `alertProviders`, their `secretRef`s read from its `secrets`.
+struct FileAlertProviders(
+    Vec<super::spec::NamedAlertProvider>,
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+);
+
+#[async_trait::async_trait]
+impl crate::alerts::Providers for FileAlertProviders {
+    async fn resolve(
+        &self,
+        _namespace: &str,
+        name: &str,
+    ) -> Result<siskin_webhooks::notify::Destination, String> {
+        let p = self
+            .0
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("no alertProviders entry named {name:?}; add one"))?;
+        let secret = match &p.spec.secret_ref {
+            Some(r) => Some(self.1.get(&r.name).ok_or_else(|| {
+                format!("alertProviders {name}: no secrets entry named {:?}", r.name)
+            })?),
+            None => None,
+        };
+        crate::alerts::destination(&p.spec, secret)
+            .map_err(|e| format!("alertProviders {name}: {e}"))
+    }
+}
+
+/// Alerts go to the terminal and to chat.
+struct Terminal<'a> {
+    world: &'a FileWorld,
+    alerts: crate::alerts::CanaryAlerts<'a>,
+}
+
+#[async_trait::async_trait]
+impl siskin_driver::Notifier for Terminal<'_> {
+    async fn post(&self, n: &siskin_driver::Notification) -> Result<(), siskin_driver::Error> {
+        siskin_driver::Notifier::post(self.world, n).await?;
+        self.alerts.post(n).await
     }
 }

@@ -45,9 +45,25 @@ pub struct StandaloneFile {
     /// its name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metric_templates: Vec<NamedTemplate>,
-    /// Credentials the templates name with `secretRef`: Secret name → key → value.
+    /// Credentials the templates and alert providers name with `secretRef`: Secret name →
+    /// key → value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// AlertProviders that `analysis.alerts[].providerRef.name` names (an AlertProvider's
+    /// `spec`, with its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_providers: Vec<NamedAlertProvider>,
+}
+
+/// An AlertProvider in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedAlertProvider {
+    /// The name `providerRef.name` uses.
+    pub name: String,
+    /// Type, address, channel, username, proxy, secretRef.
+    #[serde(flatten)]
+    pub spec: siskin_api::AlertProviderSpec,
 }
 
 /// A MetricTemplate in the file.
@@ -144,6 +160,33 @@ pub fn problems(file: &StandaloneFile) -> Vec<String> {
             out.push(format!(
                 "analysis.metrics[{i}].templateRef: no metricTemplates entry named {:?}; add one",
                 r.name
+            ));
+        }
+    }
+    for (i, a) in file.analysis.alerts.iter().flatten().enumerate() {
+        if !file
+            .alert_providers
+            .iter()
+            .any(|p| p.name == a.provider_ref.name)
+        {
+            out.push(format!(
+                "analysis.alerts[{i}].providerRef: no alertProviders entry named {:?}; add one",
+                a.provider_ref.name
+            ));
+        }
+    }
+    for (i, p) in file.alert_providers.iter().enumerate() {
+        if let Some(s) = &p.spec.secret_ref
+            && !file.secrets.contains_key(&s.name)
+        {
+            out.push(format!(
+                "alertProviders[{i}].secretRef: no secrets entry named {:?}; add one",
+                s.name
+            ));
+        }
+        if p.spec.secret_ref.is_none() && p.spec.address.as_deref().unwrap_or_default().is_empty() {
+            out.push(format!(
+                "alertProviders[{i}]: set address (the webhook URL) or secretRef (a secrets entry with an address key)"
             ));
         }
     }

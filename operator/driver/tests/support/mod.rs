@@ -12,8 +12,9 @@ use std::{
 use async_trait::async_trait;
 use siskin_analysis::{Measurement, MetricSource, ProviderError, Query, Resolved, Source};
 use siskin_api::{
-    CanarySpec, CanaryStatus, HookType, Phase, Severity, Weight, analysis::CanaryWebhook,
-    status::CheckStatus,
+    CanarySpec, CanaryStatus, HookType, Phase, Severity, Weight,
+    analysis::CanaryWebhook,
+    status::{CheckStatus, WebhookResult},
 };
 use siskin_driver::{
     Clock, Error, Events, Notification, Notifier, Outcome, Payload, Platform, Release,
@@ -140,6 +141,7 @@ impl World {
             events: self,
             store: self,
             clock: self,
+            event_webhook: None,
         };
         siskin_driver::step(&release, &seams, critical).await
     }
@@ -373,7 +375,7 @@ impl MetricSource for World {
 
 #[async_trait]
 impl Webhooks for World {
-    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> Result<(), String> {
+    async fn call(&self, hook: &CanaryWebhook, payload: &Payload) -> WebhookResult {
         let kind = hook.hook_type();
         self.record(Call::Hook(hook.name.clone(), kind, payload.clone()));
         let pass = self.with(|s| match kind {
@@ -382,10 +384,14 @@ impl Webhooks for World {
             HookType::Rollback => *s.gates.get(&kind).unwrap_or(&false),
             k => *s.gates.get(&k).unwrap_or(&true),
         });
-        if pass {
-            Ok(())
-        } else {
-            Err("status 403: closed".into())
+        WebhookResult {
+            name: hook.name.clone(),
+            r#type: kind.name().to_string(),
+            passed: pass,
+            status_code: Some(if pass { 200 } else { 403 }),
+            response: if pass { "" } else { "closed" }.to_string(),
+            attempts: 1,
+            ..Default::default()
         }
     }
 }
