@@ -1682,3 +1682,185 @@ async fn releases_are_judged_canary_against_primary_by_the_operator() {
         l.abort();
     }
 }
+
+#[path = "support/receiver.rs"]
+mod receiver;
+
+/// Webhooks and alerts from the operator: every hook of a release called with Flagger's
+/// payload and recorded in the status and as events, the global `--event-webhook` told of
+/// each event, and an AlertProvider whose address is in a Secret sending Slack's message to
+/// a Slack stand-in (the stand-in checks the request as Slack's incoming webhook does), all
+/// with the operator running as its ServiceAccount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_and_alerts_reach_their_receivers() {
+    use receiver::{SLACK_HOOK, bodies, paths};
+    let (hooks, calls) = receiver::receiver().await;
+    let sc = scene("op-hooks").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(sc.admin.clone(), &sc.ns);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-url"},
+        "stringData": {"address": format!("http://{hooks}{SLACK_HOOK}")}});
+    secrets
+        .patch(
+            "chat-url",
+            &PatchParams::apply("gitops"),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    let providers: Api<DynamicObject> = Api::namespaced_with(
+        sc.admin.clone(),
+        &sc.ns,
+        &ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("siskin.dev", "v1beta1", "AlertProvider"),
+            "alertproviders",
+        ),
+    );
+    let provider = json!({"apiVersion": "siskin.dev/v1beta1", "kind": "AlertProvider", "metadata": {"name": "chat"},
+        "spec": {"type": "slack", "channel": "releases", "username": "siskin", "secretRef": {"name": "chat-url"}}});
+    providers
+        .patch(
+            "chat",
+            &PatchParams::apply("gitops"),
+            &Patch::Apply(&provider),
+        )
+        .await
+        .unwrap();
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let hook = |name: &str, kind: &str, path: &str| {
+        json!({"name": name, "type": kind, "url": format!("http://{hooks}{path}"),
+            "metadata": {"cmd": format!("{name} for podinfo")}})
+    };
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"analysis": {"interval": "3s", "threshold": 2, "maxWeight": 50, "stepWeight": 25,
+            "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"}],
+            "alerts": [{"name": "releases", "severity": "info", "providerRef": {"name": "chat"}}],
+            "webhooks": [hook("smoke", "pre-rollout", "/pre"), hook("load", "rollout", "/rollout"),
+                hook("approve", "confirm-promotion", "/promote"), hook("notify", "post-rollout", "/post")]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let (_counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    let op = start_operator(
+        &sc,
+        "op",
+        &[
+            "--enable-leader-election",
+            "false",
+            "--event-webhook",
+            &format!("http://{hooks}/events"),
+        ],
+        &[],
+    );
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    let s = wait_status(&sc, "Succeeded", Duration::from_secs(120), |s| {
+        assert_ne!(s["phase"], "Failed", "{s:#}\n{}", op.log());
+        s["phase"] == "Succeeded"
+    })
+    .await;
+
+    // Every hook, in Flagger's order, with its payload; each result in the status.
+    let seen = paths(&calls);
+    let first = |p: &str| {
+        seen.iter()
+            .position(|x| x == p)
+            .unwrap_or_else(|| panic!("{p} never called: {seen:?}\n{}", op.log()))
+    };
+    assert!(first("/pre") < first("/rollout"), "{seen:?}");
+    assert!(first("/rollout") < first("/promote"), "{seen:?}");
+    assert!(first("/promote") < first("/post"), "{seen:?}");
+    let pre = bodies(&calls, "/pre").remove(0);
+    assert_eq!(
+        (
+            pre["name"].clone(),
+            pre["namespace"].clone(),
+            pre["type"].clone(),
+            pre["phase"].clone()
+        ),
+        (
+            "podinfo".into(),
+            sc.ns.clone().into(),
+            "pre-rollout".into(),
+            "Progressing".into()
+        ),
+        "{pre}"
+    );
+    assert_eq!(pre["metadata"]["cmd"], "smoke for podinfo", "{pre}");
+    assert!(
+        !pre["checksum"].as_str().unwrap_or_default().is_empty(),
+        "{pre}"
+    );
+    let results = s["webhooks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no webhooks in {s:#}"));
+    for name in ["smoke", "load", "approve", "notify"] {
+        let r = results
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}: {s:#}"));
+        assert_eq!(
+            (r["passed"].clone(), r["statusCode"].clone()),
+            (true.into(), 200.into()),
+            "{r}"
+        );
+        assert!(r["time"].is_string() && r["durationMs"].is_number(), "{r}");
+    }
+    let ev = events(&sc).await;
+    assert!(
+        ev.iter()
+            .any(|(_, _, m)| m.contains("smoke") && m.contains("200")),
+        "an event carries the hook's result: {ev:#?}"
+    );
+
+    // The global event hook heard the release's events.
+    let told = bodies(&calls, "/events");
+    assert!(
+        told.iter().any(|e| e["metadata"]["eventMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("New revision detected")),
+        "{told:#?}"
+    );
+    assert!(
+        told.iter()
+            .all(|e| e["type"] == "event" && e["namespace"] == sc.ns.as_str()),
+        "{told:#?}"
+    );
+
+    // Slack got a message per phase change, as the AlertProvider and its Secret say.
+    let slack = bodies(&calls, SLACK_HOOK);
+    assert!(slack.len() >= 3, "{slack:#?}\n{}", op.log());
+    let author = format!("podinfo.{}", sc.ns);
+    for m in &slack {
+        assert_eq!(
+            (m["channel"].as_str(), m["username"].as_str()),
+            (Some("releases"), Some("siskin")),
+            "{m}"
+        );
+        assert_eq!(m["attachments"][0]["author_name"], author.as_str(), "{m}");
+    }
+    let texts: Vec<&str> = slack.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("New revision detected")),
+        "{texts:#?}"
+    );
+    let metrics = op.get("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("siskin_notifications_total{")
+                && l.contains("provider=\"slack\"")
+                && l.contains("outcome=\"sent\"")),
+        "{metrics}"
+    );
+    traffic.abort();
+}

@@ -687,3 +687,293 @@ async fn releases_are_judged_canary_against_primary() {
     }
     drop(run);
 }
+
+#[path = "support/receiver.rs"]
+mod receiver;
+use receiver::{SLACK_HOOK, bodies, paths, receiver};
+
+/// `siskin-loadtester` from the same target folder, brought up to date first.
+fn loadtester_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_siskin")).with_file_name("siskin-loadtester");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "siskin-loadtester"]);
+    if path.parent().is_some_and(|p| p.ends_with("release")) {
+        cmd.arg("--release");
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "cannot build siskin-loadtester"
+    );
+    path
+}
+
+/// The real load tester on a fixed loopback port, gates in `gates`.
+struct LoadTester(Child);
+
+impl LoadTester {
+    async fn start(port: u16, gates: &Path) -> LoadTester {
+        let child = Command::new(loadtester_binary())
+            .args([
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-format",
+                "text",
+            ])
+            .arg("--gates-file")
+            .arg(gates)
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_until("the load tester", Duration::from_secs(30), || answers(port)).await;
+        LoadTester(child)
+    }
+}
+
+impl Drop for LoadTester {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// POSTs `body` to the load tester as a user would with curl; returns the status.
+async fn post(port: u16, path: &str, body: serde_json::Value) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every hook type through `siskin run`: gates held closed and opened with the real
+/// `siskin-loadtester` (confirm-rollout, confirm-promotion, then a rollback gate), the load
+/// tester restarted while a gate is open, hooks and events received in order with Flagger's
+/// payloads, each result in the status, alerts in Slack's shape to a Slack stand-in, and a
+/// hook that never answers failing the release at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_gates_and_alerts_drive_a_release() {
+    let (v1, v2, v3, v4) = (
+        upstream("v1", 0).await,
+        upstream("v2", 0).await,
+        upstream("v3", 0).await,
+        upstream("v4", 0).await,
+    );
+    let (hooks, calls) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gates = dir.path().join("gates.json");
+    let lt = free_port();
+    let mut tester = LoadTester::start(lt, &gates).await;
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    let write = |canary: &str, rollout: &str| {
+        std::fs::write(&file, format!(
+r#"name: checkout
+listen: 127.0.0.1:{listen}
+adminAddr: 127.0.0.1:{admin}
+primary: ["{v1}"]
+canary: [{canary}]
+progressDeadlineSeconds: 600
+secrets:
+  slack: {{address: "http://{hooks}{SLACK_HOOK}"}}
+alertProviders:
+- {{name: chat, type: slack, channel: releases, username: siskin, secretRef: {{name: slack}}}}
+analysis:
+  interval: 10s
+  threshold: 1
+  maxWeight: 50
+  stepWeight: 25
+  alerts:
+  - {{name: releases, severity: info, providerRef: {{name: chat}}}}
+  webhooks:
+  - {{name: approve-rollout, type: confirm-rollout, url: "http://127.0.0.1:{lt}/gate/check"}}
+  - {{name: smoke, type: pre-rollout, url: "http://{hooks}/pre", metadata: {{cmd: "curl -s http://checkout/"}}}}
+  - {{name: load, type: rollout, url: "http://{hooks}{rollout}", timeout: 1s}}
+  - {{name: step, type: confirm-traffic-increase, url: "http://{hooks}/step"}}
+  - {{name: approve-promotion, type: confirm-promotion, url: "http://127.0.0.1:{lt}/gate/check"}}
+  - {{name: rollback-gate, type: rollback, url: "http://127.0.0.1:{lt}/rollback/check"}}
+  - {{name: notify, type: post-rollout, url: "http://{hooks}/post"}}
+  - {{name: events, type: event, url: "http://{hooks}/event"}}
+"#)).unwrap();
+    };
+    write("", "/rollout");
+    let run = Run::start(&file);
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    let key = serde_json::json!({"name": "checkout", "namespace": "standalone"});
+    let typed = |t: &str| {
+        let mut k = key.clone();
+        k["type"] = t.into();
+        k
+    };
+
+    // Release v2: held at confirm-rollout until that gate (and only it) opens.
+    write(&format!("\"{v2}\""), "/rollout");
+    let s = wait_phase(&file, "Waiting", Duration::from_secs(30)).await;
+    assert_eq!(s["status"]["canaryWeight"], 0);
+    let hook = |s: &serde_json::Value, name: &str| {
+        s["status"]["webhooks"]
+            .as_array()
+            .and_then(|w| w.iter().find(|h| h["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no webhook result {name}: {s}"))
+    };
+    let gate = hook(&s, "approve-rollout");
+    assert_eq!(
+        (gate["passed"].clone(), gate["statusCode"].clone()),
+        (false.into(), 403.into()),
+        "{gate}"
+    );
+    assert!(
+        !paths(&calls).contains(&"/pre".to_string()),
+        "no pre-rollout before the gate opens"
+    );
+    assert_eq!(post(lt, "/gate/open", typed("confirm-rollout")).await, 202);
+    assert_eq!(
+        post(lt, "/gate/check", typed("confirm-promotion")).await,
+        403,
+        "per-type gates"
+    );
+
+    // It steps, then waits at confirm-promotion; the load tester is restarted meanwhile and
+    // keeps the open confirm-rollout gate.
+    let s = wait_phase(&file, "WaitingPromotion", Duration::from_secs(90)).await;
+    assert_eq!(s["status"]["canaryWeight"], 50);
+    drop(tester);
+    tester = LoadTester::start(lt, &gates).await;
+    assert_eq!(
+        post(lt, "/gate/check", typed("confirm-rollout")).await,
+        200,
+        "kept across a restart"
+    );
+    assert_eq!(
+        post(lt, "/gate/open", typed("confirm-promotion")).await,
+        202
+    );
+    let s = wait_phase(&file, "Succeeded", Duration::from_secs(60)).await;
+    assert_eq!(s["primary"], serde_json::json!([v2]));
+    let promoted = hook(&s, "approve-promotion");
+    assert_eq!(
+        (promoted["passed"].clone(), promoted["statusCode"].clone()),
+        (true.into(), 200.into()),
+        "{promoted}"
+    );
+    let post_hook = hook(&s, "notify");
+    assert_eq!(post_hook["passed"], true, "{post_hook}");
+
+    // The hooks in Flagger's order, with its payload.
+    let seen = paths(&calls);
+    let first = |p: &str| {
+        seen.iter()
+            .position(|x| x == p)
+            .unwrap_or_else(|| panic!("{p} never called: {seen:?}"))
+    };
+    assert!(first("/pre") < first("/rollout"), "{seen:?}");
+    assert!(first("/rollout") < first("/post"), "{seen:?}");
+    assert!(first("/step") < first("/post"), "{seen:?}");
+    assert!(
+        seen.iter().filter(|p| *p == "/pre").count() == 1,
+        "pre-rollout once: {seen:?}"
+    );
+    let pre = bodies(&calls, "/pre").remove(0);
+    assert_eq!(
+        (
+            pre["name"].clone(),
+            pre["namespace"].clone(),
+            pre["type"].clone()
+        ),
+        ("checkout".into(), "standalone".into(), "pre-rollout".into()),
+        "{pre}"
+    );
+    assert_eq!(pre["phase"], "Progressing", "{pre}");
+    assert!(!pre["checksum"].as_str().unwrap().is_empty(), "{pre}");
+    assert_eq!(pre["metadata"]["cmd"], "curl -s http://checkout/", "{pre}");
+    let events = bodies(&calls, "/event");
+    assert!(
+        events.iter().any(|e| e["metadata"]["eventMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("New revision detected")),
+        "{events:#?}"
+    );
+    for e in &events {
+        assert_eq!(e["type"], "event");
+        assert!(
+            ["Normal", "Warning"]
+                .contains(&e["metadata"]["eventType"].as_str().unwrap_or_default()),
+            "{e}"
+        );
+        assert!(
+            e["metadata"]["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.parse::<u64>().is_ok()),
+            "{e}"
+        );
+    }
+    // Alerts reached the Slack stand-in, each accepted, in Flagger's attachment shape.
+    let slack = bodies(&calls, SLACK_HOOK);
+    assert!(slack.len() >= 3, "a message per phase change: {slack:#?}");
+    for m in &slack {
+        assert_eq!(
+            (m["channel"].clone(), m["username"].clone()),
+            ("releases".into(), "siskin".into()),
+            "{m}"
+        );
+        assert_eq!(
+            m["attachments"][0]["author_name"], "checkout.standalone",
+            "{m}"
+        );
+    }
+    let texts: Vec<&str> = slack.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("New revision detected")),
+        "{texts:#?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("promot")), "{texts:#?}");
+
+    // Release v3: rolled back through the rollback gate, opened while it steps.
+    write(&format!("\"{v3}\""), "/rollout");
+    let started = Instant::now();
+    while status(&file)["status"]["canaryWeight"] != 25 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weight 25 not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(post(lt, "/rollback/open", key.clone()).await, 202);
+    let s = wait_phase(&file, "Failed", Duration::from_secs(30)).await;
+    assert_eq!(s["primary"], serde_json::json!([v2]));
+    let rb = hook(&s, "rollback-gate");
+    assert_eq!(rb["passed"], true, "{rb}");
+    assert_eq!(post(lt, "/rollback/close", key.clone()).await, 202);
+
+    // Release v4: a rollout hook that never answers fails its check at the 1 s timeout.
+    write(&format!("\"{v4}\""), "/hang");
+    wait_phase(&file, "Progressing", Duration::from_secs(30)).await;
+    let s = wait_phase(&file, "Failed", Duration::from_secs(90)).await;
+    assert_eq!(s["primary"], serde_json::json!([v2]), "not promoted");
+    let load = hook(&s, "load");
+    assert_eq!(load["passed"], false, "{load}");
+    assert!(
+        load["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no answer within 1s"),
+        "{load}"
+    );
+    let lines = run.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("load") && l.contains("no answer within 1s")),
+        "{lines:#?}"
+    );
+    drop(tester);
+}

@@ -210,6 +210,7 @@ pub async fn gate(
     hooks: &[&CanaryWebhook],
     payload: &Payload,
 ) -> GateResult {
+    let mut answered = Vec::with_capacity(hooks.len());
     for h in hooks {
         let outcome = webhooks.call(h, payload).await;
         let ok = outcome.passed;
@@ -217,15 +218,27 @@ pub async fn gate(
             return GateResult {
                 passed: ok,
                 hook: h.name.clone(),
-                message: if ok { String::new() } else { outcome.summary() },
+                message: outcome.summary(),
                 muted: h.mute_alert.unwrap_or(false),
             };
         }
+        answered.push((h.name.as_str(), outcome.summary()));
     }
+    // None decided: every hook's answer, for the event.
+    let (hook, message) = match answered.as_slice() {
+        [(name, summary)] => (name.to_string(), summary.clone()),
+        many => (
+            many.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            many.iter()
+                .map(|(n, s)| format!("{n}: {s}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
     GateResult {
         passed: kind != HookType::Rollback,
-        hook: hooks.last().map(|h| h.name.clone()).unwrap_or_default(),
-        message: String::new(),
+        hook,
+        message,
         muted: false,
     }
 }

@@ -75,6 +75,17 @@ pub struct GateResult {
     pub muted: bool,
 }
 
+impl GateResult {
+    /// The event of a passed gate: `"{what} check {hook} passed"`, with the hooks' answers.
+    pub fn passed_event(&self, what: &str) -> String {
+        if self.message.is_empty() {
+            format!("{what} check {} passed", self.hook)
+        } else {
+            format!("{what} check {} passed ({})", self.hook, self.message)
+        }
+    }
+}
+
 /// Outcome of one analysis run: rollout webhooks, then metric checks.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AnalysisResult {

@@ -141,10 +141,7 @@ fn check(cx: &mut Cx<'_>) -> Option<Flow> {
             merge_check(cx, entry);
         }
         if gate.passed {
-            cx.event(
-                "PreRolloutPassed",
-                format!("Pre-rollout check {} passed", gate.hook),
-            );
+            cx.event("PreRolloutPassed", gate.passed_event("Pre-rollout"));
             return None;
         }
         let why = format!("pre-rollout check {} failed {}", gate.hook, gate.message);
@@ -334,10 +331,7 @@ fn canary_step(cx: &mut Cx<'_>) -> Flow {
             return Flow::Done(cx.interval());
         }
         conditions::end_wait(&mut cx.s, "ConfirmTrafficIncrease");
-        cx.event(
-            "GatePassed",
-            format!("Confirm-traffic-increase check {} passed", gate.hook),
-        );
+        cx.event("GatePassed", gate.passed_event("Confirm-traffic-increase"));
     }
     let next = next_weight(cx, w);
     cx.s.canary_weight = i32::from(next);
@@ -429,10 +423,7 @@ fn confirm_promotion(cx: &mut Cx<'_>) -> Option<Flow> {
     if gate.passed {
         conditions::end_wait(&mut cx.s, "ConfirmPromotion");
         cx.s.phase = Phase::Progressing;
-        cx.event(
-            "GatePassed",
-            format!("Confirm-promotion check {} passed", gate.hook),
-        );
+        cx.event("GatePassed", gate.passed_event("Confirm-promotion"));
         return None;
     }
     let first = cx.s.phase != Phase::WaitingPromotion;

@@ -485,10 +485,7 @@ fn idle(cx: &mut Cx<'_>) -> Flow {
         if !gate.passed {
             return hold_rollout(cx, gate, target);
         }
-        cx.event(
-            "GatePassed",
-            format!("Confirm-rollout check {} passed", gate.hook),
-        );
+        cx.event("GatePassed", gate.passed_event("Confirm-rollout"));
     }
     if let Err(need) = probe(cx) {
         return need;
