@@ -1,7 +1,9 @@
 //! The install manifests as a user applies them: `kustomize build config/default` and
 //! `helm template config/helm/siskin` (default values, and Flagger's API group), each object
 //! server-side applied as a dry run against the real API server, which validates it against
-//! its schema (Deployments, PDBs, RBAC, CRDs with their CEL rules).
+//! its schema (Deployments, PDBs, RBAC, CRDs with their CEL rules). The load tester's
+//! manifests (`config/loadtester`, the chart with `loadtester.enabled`) are applied the same
+//! way and checked against the URLs `examples/` call.
 //!
 //! Helm and kustomize come from `scripts/tools.sh` (SISKIN_HELM, SISKIN_KUSTOMIZE); the
 //! README's test command builds them. Unset variables fail the test: nothing skips.
@@ -152,4 +154,165 @@ fn helm_cluster_role_matches_config_rbac() {
         ],
     );
     assert_eq!(rules_of(&chart), rules_of(&kustomize));
+}
+
+/// Every `http://host` of a line of `examples/` that names the load tester.
+fn example_loadtester_hosts() -> Vec<String> {
+    let mut hosts = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            if let Some((_, rest)) = line.split_once("http://")
+                && rest.contains("loadtester")
+            {
+                let host = rest.split(['/', ' ', '"']).next().unwrap().to_string();
+                hosts.push(host);
+            }
+        }
+    }
+    assert!(!hosts.is_empty(), "the examples call the load tester");
+    hosts
+}
+
+/// The load tester's objects hang together: the Service the examples call (`name.namespace`,
+/// port 80) selects the Deployment's pods and targets the port it listens on, the gates
+/// ConfigMap it is started with is the one its Role grants, and the Role is bound to the
+/// ServiceAccount it runs as.
+fn check_loadtester(yaml: &str, namespace: &str) {
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &Value| {
+            !v.is_null() && v["metadata"]["labels"]["app.kubernetes.io/component"] == "loadtester"
+        })
+        .collect();
+    let one = |kind: &str| -> &Value {
+        let found: Vec<&Value> = docs.iter().filter(|v| v["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "one loadtester {kind}");
+        found[0]
+    };
+    let (svc, deploy, role, binding, sa) = (
+        one("Service"),
+        one("Deployment"),
+        one("Role"),
+        one("RoleBinding"),
+        one("ServiceAccount"),
+    );
+    for v in [svc, deploy, role, binding, sa] {
+        assert_eq!(v["metadata"]["namespace"], namespace, "{}", v["kind"]);
+    }
+    let host = format!("{}.{namespace}", svc["metadata"]["name"].as_str().unwrap());
+    for h in example_loadtester_hosts() {
+        assert_eq!(h, host, "examples/ call the load tester's Service");
+    }
+    let port = &svc["spec"]["ports"][0];
+    assert_eq!(port["port"], 80, "the examples' URLs have no port");
+    let pod = &deploy["spec"]["template"];
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(
+            &pod["metadata"]["labels"][k], v,
+            "the Service selects the pods: {k}"
+        );
+    }
+    let container = &pod["spec"]["containers"][0];
+    let named = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port["targetPort"])
+        .expect("the Service's targetPort is a container port");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let arg = |flag: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(flag))
+            .unwrap_or_else(|| panic!("{flag} in {args:?}"))
+    };
+    assert_eq!(
+        arg("--port=").parse::<u64>().unwrap(),
+        named["containerPort"].as_u64().unwrap()
+    );
+    let gates = arg("--gates-configmap=$(POD_NAMESPACE)/");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_NAMESPACE"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "$(POD_NAMESPACE) is defined"
+    );
+    let rules = role["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"] == serde_json::json!(["configmaps"])
+                && r["resourceNames"] == serde_json::json!([gates])
+                && r["verbs"] == serde_json::json!(["get", "update"])),
+        "the Role grants the gates ConfigMap {gates}: {rules:?}"
+    );
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let sa_name = &pod["spec"]["serviceAccountName"];
+    assert_eq!(&sa["metadata"]["name"], sa_name);
+    assert_eq!(&binding["subjects"][0]["name"], sa_name);
+}
+
+#[tokio::test]
+async fn loadtester_manifests_apply_and_serve_the_examples_urls() {
+    let client = ControlPlane::shared().client().await.unwrap();
+    // A dry run of a namespaced object needs its namespace to exist.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            "test",
+            &PatchParams::apply("siskin-manifests").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "test"}
+            })),
+        )
+        .await
+        .unwrap();
+    let yaml = run(&tool("SISKIN_KUSTOMIZE"), &["build", "config/loadtester"]);
+    let kinds = dry_run_apply(&client, &yaml).await;
+    let want: BTreeMap<String, usize> = [
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), 1))
+    .collect();
+    assert_eq!(kinds, want);
+    check_loadtester(&yaml, "test");
+
+    // The chart, installed as the values' comment says for the examples.
+    let yaml = run(
+        &tool("SISKIN_HELM"),
+        &[
+            "template",
+            "siskin",
+            "config/helm/siskin",
+            "--namespace",
+            "siskin-system",
+            "--kube-version",
+            "1.36.0",
+            "--set",
+            "loadtester.enabled=true",
+            "--set",
+            "loadtester.namespace=test",
+        ],
+    );
+    let kinds = dry_run_apply(&client, &yaml).await;
+    assert_eq!(
+        kinds["Deployment"], 3,
+        "operator, router, load tester: {kinds:?}"
+    );
+    check_loadtester(&yaml, "test");
 }

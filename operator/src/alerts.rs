@@ -68,8 +68,8 @@ impl GlobalAlertArgs {
     }
 }
 
-/// Counts of messages sent and lost, by service.
-pub type SendHook = Arc<dyn Fn(AlertProviderType, bool) + Send + Sync>;
+/// Counts of messages sent and lost, by service (None: the AlertProvider could not be read).
+pub type SendHook = Arc<dyn Fn(Option<AlertProviderType>, bool) + Send + Sync>;
 
 /// Sends messages for every Canary of the process.
 #[derive(Clone)]
@@ -114,11 +114,11 @@ impl Dispatch {
             match notifier.send(&to, &message).await {
                 Ok(()) => {
                     info!(kind = ?to.kind, "alert sent: {}", message.text);
-                    on_sent(to.kind, true);
+                    on_sent(Some(to.kind), true);
                 }
                 Err(e) => {
                     warn!(kind = ?to.kind, error = %e, "alert not sent: {}", message.text);
-                    on_sent(to.kind, false);
+                    on_sent(Some(to.kind), false);
                 }
             }
         }
@@ -196,7 +196,7 @@ impl Notifier for CanaryAlerts<'_> {
             match self.providers.resolve(&ns, &a.provider_ref.name).await {
                 Ok(to) => self.dispatch.spawn(to, a.name.clone(), message.clone()),
                 Err(e) => {
-                    (self.dispatch.on_sent)(AlertProviderType::Slack, false);
+                    (self.dispatch.on_sent)(None, false);
                     problems.push(format!("alert {}: {e}", a.name));
                 }
             }

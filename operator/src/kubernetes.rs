@@ -318,7 +318,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     metrics.inc(
                         "siskin_notifications_total",
                         vec![
-                            ("provider", crate::hooks::alert_kind(kind).to_string()),
+                            (
+                                "provider",
+                                kind.map_or("unknown", crate::hooks::alert_kind).to_string(),
+                            ),
                             ("outcome", if ok { "sent" } else { "failed" }.to_string()),
                         ],
                     );

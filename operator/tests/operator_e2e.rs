@@ -1848,7 +1848,10 @@ async fn webhooks_and_alerts_reach_their_receivers() {
         );
         assert_eq!(m["attachments"][0]["author_name"], author.as_str(), "{m}");
     }
-    let texts: Vec<&str> = slack.iter().filter_map(|m| m["text"].as_str()).collect();
+    let texts: Vec<&str> = slack
+        .iter()
+        .filter_map(|m| m["attachments"][0]["text"].as_str())
+        .collect();
     assert!(
         texts.iter().any(|t| t.contains("New revision detected")),
         "{texts:#?}"

@@ -930,7 +930,10 @@ analysis:
             "{m}"
         );
     }
-    let texts: Vec<&str> = slack.iter().filter_map(|m| m["text"].as_str()).collect();
+    let texts: Vec<&str> = slack
+        .iter()
+        .filter_map(|m| m["attachments"][0]["text"].as_str())
+        .collect();
     assert!(
         texts.iter().any(|t| t.contains("New revision detected")),
         "{texts:#?}"

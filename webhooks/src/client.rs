@@ -43,6 +43,23 @@ struct Body<'a> {
 }
 
 impl Payload {
+    /// The payload as Flagger sends it to a hook of `kind`: pre-rollout, rollout,
+    /// confirm-traffic-increase and confirm-promotion hooks are told `Progressing` (also while
+    /// the canary waits for promotion); the others the current phase.
+    pub fn for_hook(&self, kind: HookType) -> Payload {
+        let mut p = self.clone();
+        if matches!(
+            kind,
+            HookType::PreRollout
+                | HookType::Rollout
+                | HookType::ConfirmTrafficIncrease
+                | HookType::ConfirmPromotion
+        ) {
+            p.phase = "Progressing".to_string();
+        }
+        p
+    }
+
     /// The body sent to `hook`.
     pub fn body(&self, hook: &CanaryWebhook) -> serde_json::Value {
         let mut metadata: BTreeMap<&str, &str> = hook

@@ -2,7 +2,7 @@
 //!
 //! - [`client`]: the webhook client (Flagger's payload, per-attempt timeout, retries with
 //!   backoff on connection errors, 429 and 5xx, `disableTLS`), whose every call returns a
-//!   [`client::HookResult`] to record in the Canary's status;
+//!   `WebhookResult` to record in the Canary's status;
 //! - [`notify`]: chat notifications — Slack (incoming webhook or `chat.postMessage`),
 //!   Microsoft Teams, Discord, Rocket.Chat and Google Chat — in Flagger's message shapes.
 

@@ -3,12 +3,12 @@
 //!
 //! Slack (incoming webhook, or `chat.postMessage` with a bot token) goes through
 //! `slack-morphism`'s hyper client; Microsoft Teams, Discord (its Slack-compatible endpoint),
-//! Rocket.Chat and Google Chat are JSON over `reqwest`. Each message also carries a plain-text,
-//! link-free summary (Slack's `text` and `fallback`) with every field, for clients that show no
-//! attachments.
+//! Rocket.Chat and Google Chat are JSON over `reqwest`. Slack-shaped messages also carry a
+//! plain-text, link-free summary (the attachment's `fallback`) with every field, for
+//! notifications and clients that show no attachments.
 //!
-//! CONTRACT (used by the operator and `siskin run`; keep these public items and signatures):
-//! [`Message`], [`Destination`], [`Notifier::new`], [`Notifier::send`], [`NotifyError`].
+//! Used by the operator and `siskin run`: [`Message`], [`Destination`], [`Notifier::new`],
+//! [`Notifier::send`], [`NotifyError`].
 
 use siskin_api::{Severity, alert_provider::AlertProviderType};
 

@@ -136,14 +136,20 @@ async fn run(
         match need {
             Need::Gate(kind) => {
                 let hooks: Vec<&CanaryWebhook> = spec.analysis_hooks(kind);
-                let g = gate(seams.webhooks, kind, &hooks, &payload).await;
+                let g = gate(seams.webhooks, kind, &hooks, &payload.for_hook(kind)).await;
                 obs.gates.insert(kind, g);
             }
             Need::Analysis => {
                 analysed = true;
                 let analysis = spec.analysis();
-                let result =
-                    checks::analysis(&analysis, seams.webhooks, &payload, seams.metrics, now).await;
+                let result = checks::analysis(
+                    &analysis,
+                    seams.webhooks,
+                    &payload.for_hook(HookType::Rollout),
+                    seams.metrics,
+                    now,
+                )
+                .await;
                 obs.analysis = Some(result);
             }
             Need::Probe => {

@@ -89,7 +89,7 @@ pub struct GateKey {
 }
 
 /// Every open gate: what is persisted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateState {
     /// Format version.
     #[serde(default = "version")]
@@ -104,6 +104,18 @@ pub struct GateState {
 
 fn version() -> u32 {
     1
+}
+
+impl Default for GateState {
+    /// No gate open, in the current format version (what a stored state without `version`
+    /// reads as, too).
+    fn default() -> Self {
+        GateState {
+            version: version(),
+            gates: BTreeSet::new(),
+            rollbacks: BTreeSet::new(),
+        }
+    }
 }
 
 /// Where the state is kept.
@@ -332,6 +344,13 @@ mod tests {
             .await
             .unwrap();
         assert!(!g.is_open(&promo).await && !g.is_open(&shared).await);
+    }
+
+    #[test]
+    fn an_empty_state_has_the_current_version() {
+        assert_eq!(GateState::default().version, 1);
+        let read: GateState = serde_json::from_str("{}").unwrap();
+        assert_eq!(read, GateState::default());
     }
 
     #[tokio::test]

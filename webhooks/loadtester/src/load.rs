@@ -116,6 +116,44 @@ pub fn route(line: &str, limits: &Limits) -> Route {
     }
 }
 
+/// A run's worker tasks, aborted when dropped: when the future awaiting a run is dropped (the
+/// caller of a synchronous `bash` task went away), its workers stop sending at once rather
+/// than running on to their deadline.
+pub(crate) struct Workers<T> {
+    handles: Vec<tokio::task::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Workers<T> {
+    /// Room for `n` workers.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Workers {
+            handles: Vec::with_capacity(n),
+        }
+    }
+
+    /// Starts one worker.
+    pub(crate) fn spawn(&mut self, f: impl std::future::Future<Output = T> + Send + 'static) {
+        self.handles.push(tokio::spawn(f));
+    }
+
+    /// Waits for every worker, in order.
+    pub(crate) async fn join(mut self) -> Result<Vec<T>, tokio::task::JoinError> {
+        let mut out = Vec::with_capacity(self.handles.len());
+        for h in &mut self.handles {
+            out.push(h.await?);
+        }
+        Ok(out)
+    }
+}
+
+impl<T> Drop for Workers<T> {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
 fn first_word(line: &str) -> Option<&str> {
     line.split_whitespace().next()
 }

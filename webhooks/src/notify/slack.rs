@@ -26,14 +26,15 @@ use siskin_api::Severity;
 pub(super) type Client =
     SlackClient<SlackClientHyperConnector<hyper_rustls::HttpsConnector<Dialer>>>;
 
-/// Slack's message with one attachment, Flagger's shape plus a plain-text `text`/`fallback`.
+/// Slack's message with one attachment: Flagger's shape plus the attachment's plain-text
+/// `fallback` (what notifications and clients without attachments show).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(super) struct SlackPayload {
     channel: String,
     username: String,
+    /// Flagger sends an empty icon URL (the emoji is the icon).
+    icon_url: &'static str,
     icon_emoji: &'static str,
-    /// Plain text for clients (and notifications) that do not render attachments.
-    text: String,
     attachments: Vec<Attachment>,
 }
 
@@ -92,8 +93,8 @@ impl SlackPayload {
         Self {
             channel: to.channel.clone(),
             username: to.username.clone(),
+            icon_url: "",
             icon_emoji: ":rocket:",
-            text: text::escape_slack(&plain),
             attachments: vec![Attachment {
                 color: if m.severity == Severity::Error {
                     colours.error

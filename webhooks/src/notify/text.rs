@@ -87,13 +87,6 @@ fn strip_schemes(s: &str) -> String {
     out
 }
 
-/// `s` with `&`, `<` and `>` escaped as Slack's text fields require (it shows them as typed).
-pub(super) fn escape_slack(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// The first bytes of a body (lossy UTF-8), for an error message.
 pub(super) fn snippet(body: &[u8]) -> String {
     let cut = body.len().min(SNIPPET_BYTES);

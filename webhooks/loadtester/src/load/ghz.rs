@@ -16,7 +16,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::{
-    Amount, Limits, RunContext,
+    Amount, Limits, RunContext, Workers,
     flags::{self, Flag},
     stats::{Outcome, Summary, WorkerStats},
 };
@@ -371,6 +371,29 @@ const GRPC_CODES: &[&str] = &[
     "UNAUTHENTICATED",
 ];
 
+/// A `grpc-message` as sent: percent-encoded UTF-8 (the gRPC HTTP/2 protocol); a `%` not
+/// followed by two hex digits is kept as it is.
+fn percent_decode(raw: &[u8]) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One HTTP/2 connection, made on first use and again after it closes.
 #[derive(Default)]
 struct Connection {
@@ -400,7 +423,7 @@ pub async fn run(plan: GhzPlan, ctx: RunContext) -> Result<Summary, String> {
         })
     });
     let frame = health_request(&plan.service);
-    let mut handles = Vec::with_capacity(plan.workers);
+    let mut handles = Workers::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let share = match plan.amount {
             Amount::For(_) => u64::MAX,
@@ -420,13 +443,15 @@ pub async fn run(plan: GhzPlan, ctx: RunContext) -> Result<Summary, String> {
             pace: pace.clone(),
             frame: frame.clone(),
         };
-        handles.push(tokio::spawn(
-            async move { worker.run(share, deadline).await },
-        ));
+        handles.spawn(async move { worker.run(share, deadline).await });
     }
     let mut total = WorkerStats::default();
-    for h in handles {
-        total.merge(&h.await.map_err(|e| format!("ghz worker failed: {e}"))?);
+    for stats in handles
+        .join()
+        .await
+        .map_err(|e| format!("ghz worker failed: {e}"))?
+    {
+        total.merge(&stats);
     }
     Ok(total.summary(
         "ghz",
@@ -540,7 +565,7 @@ impl Worker {
             let message = trailers
                 .get("grpc-message")
                 .or_else(|| parts.headers.get("grpc-message"))
-                .and_then(|v| v.to_str().ok())
+                .map(|v| percent_decode(v.as_bytes()))
                 .map(|m| format!("{}: {m}", GRPC_CODES.get(code).unwrap_or(&"UNKNOWN")));
             return Outcome {
                 code: GRPC_CODES.get(code).unwrap_or(&"UNKNOWN").to_string(),
@@ -691,5 +716,15 @@ mod tests {
         // an unknown length-delimited field 2 is skipped
         assert_eq!(health_status(&[0x12, 0x01, b'x', 0x08, 0x01]), Some(1));
         assert_eq!(health_status(&[0x08]), None);
+    }
+
+    #[test]
+    fn decodes_grpc_messages() {
+        assert_eq!(
+            percent_decode(b"service%20not%20registered"),
+            "service not registered"
+        );
+        assert_eq!(percent_decode(b"caf%C3%A9 100%"), "caf\u{e9} 100%");
+        assert_eq!(percent_decode(b"%zz%4"), "%zz%4");
     }
 }

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use tokio::time::MissedTickBehavior;
 
 use super::{
-    Amount, Limits, RunContext,
+    Amount, Limits, RunContext, Workers,
     flags::{self, Flag},
     stats::{Outcome, Summary, WorkerStats},
 };
@@ -252,7 +252,7 @@ pub async fn run(plan: HeyPlan, ctx: RunContext) -> Result<Summary, String> {
     let started = Instant::now();
     // Every run is bounded by the load tester's --timeout, also a count run against a slow target.
     let hard_stop = started + ctx.limit;
-    let mut handles = Vec::with_capacity(plan.workers);
+    let mut handles = Workers::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let share = match plan.amount {
             Amount::For(_) => u64::MAX,
@@ -265,13 +265,14 @@ pub async fn run(plan: HeyPlan, ctx: RunContext) -> Result<Summary, String> {
             Amount::Requests(_) => hard_stop,
         };
         let (client, plan, ctx) = (client.clone(), plan.clone(), ctx.clone());
-        handles.push(tokio::spawn(async move {
-            worker(&client, &plan, &ctx, share, deadline).await
-        }));
+        handles.spawn(async move { worker(&client, &plan, &ctx, share, deadline).await });
     }
     let mut total = WorkerStats::default();
-    for h in handles {
-        let stats = h.await.map_err(|e| format!("hey worker failed: {e}"))?;
+    for stats in handles
+        .join()
+        .await
+        .map_err(|e| format!("hey worker failed: {e}"))?
+    {
         total.merge(&stats);
     }
     Ok(total.summary(
