@@ -67,9 +67,14 @@ struct Run {
 
 impl Run {
     fn start(file: &Path) -> Run {
+        Self::start_with(file, &[])
+    }
+
+    fn start_with(file: &Path, args: &[&str]) -> Run {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siskin"))
             .arg("run")
             .arg(file)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -979,4 +984,100 @@ analysis:
         "{lines:#?}"
     );
     drop(tester);
+}
+
+/// The global destination of `siskin run` (`--slack-url`, `--slack-channel`, `--slack-user`,
+/// used when the file names no alert providers) and `--event-webhook`: a failing release's
+/// error alert reaches the Slack stand-in in red with the failing check's name, value and
+/// threshold as a field, and every event reaches the event hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_slack_flags_and_event_webhook_tell_of_a_failed_release() {
+    let (v1, bad) = (upstream("v1", 0).await, upstream("bad", 2).await);
+    let (hooks, calls) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    write_file(&file, listen, admin, &v1, &[]);
+    let slack = format!("http://{hooks}{SLACK_HOOK}");
+    let events = format!("http://{hooks}/events");
+    let run = Run::start_with(
+        &file,
+        &[
+            "--slack-url",
+            &slack,
+            "--slack-channel",
+            "ops",
+            "--slack-user",
+            "releases",
+            "--event-webhook",
+            &events,
+        ],
+    );
+    let load = tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        loop {
+            let _ = client
+                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+                .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    write_file(&file, listen, admin, &v1, std::slice::from_ref(&bad));
+    wait_phase(&file, "Failed", Duration::from_secs(90)).await;
+    load.abort();
+    // Alerts go out on their own tasks: give the last one a moment.
+    let started = Instant::now();
+    let failed = loop {
+        let msgs = bodies(&calls, SLACK_HOOK);
+        if let Some(m) = msgs
+            .iter()
+            .find(|m| m["attachments"][0]["color"] == "danger")
+        {
+            break m.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no error alert: {msgs:#?}\n{:#?}",
+            run.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (failed["channel"].as_str(), failed["username"].as_str()),
+        (Some("ops"), Some("releases")),
+        "{failed}"
+    );
+    let a = &failed["attachments"][0];
+    assert_eq!(a["author_name"], "checkout.standalone", "{failed}");
+    let field = a["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["title"] == "request-success-rate")
+        .unwrap_or_else(|| panic!("the failing check is a field: {failed}"));
+    let value = field["value"].as_str().unwrap();
+    assert!(
+        value.contains("(min 99)") && value.contains("Fail"),
+        "{value}"
+    );
+    let fallback = a["fallback"].as_str().unwrap();
+    assert!(
+        fallback.contains("request-success-rate") && !fallback.contains("://"),
+        "{fallback}"
+    );
+    // Every message went to the global destination (the file has no alertProviders).
+    let all = bodies(&calls, SLACK_HOOK);
+    assert!(all.len() >= 3, "{all:#?}");
+    let told = bodies(&calls, "/events");
+    assert!(
+        told.iter().any(|e| e["metadata"]["eventType"] == "Warning"
+            && e["metadata"]["eventMessage"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("request-success-rate")),
+        "{told:#?}"
+    );
 }
