@@ -40,11 +40,11 @@ while IFS='=' read -r name path; do export "$name=$path"; done < <(scripts/tools
 "$SISKIN_KUSTOMIZE" version
 "$SISKIN_HELM" lint config/helm/siskin
 
-step "Prometheus and openssl for the analysis tests (Debian packages)"
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null; then
+step "Prometheus, openssl and curl for the analysis and operator tests (Debian packages)"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
   sudo=$(command -v sudo || true)
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus openssl
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus openssl curl ca-certificates
 fi
 prometheus --version 2>&1 | sed -n 1p
 

@@ -269,6 +269,24 @@ async fn apply_deployment(client: &Client, ns: &str, body: &Value) {
     .unwrap();
 }
 
+/// The scene's namespaced API for objects of `kind` (`plural`) in `group`/`version`.
+fn dynamic_api(
+    sc: &Scene,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        sc.admin.clone(),
+        &sc.ns,
+        &ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(group, version, kind),
+            plural,
+        ),
+    )
+}
+
 fn canary_resource(group: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk(group, "v1beta1", "Canary"),
@@ -1215,13 +1233,12 @@ async fn session_affinity_pins_clients_through_the_httproute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_provider_releases_through_a_gateway() {
     let sc = scene("op-gwapi").await;
-    let gateways: Api<DynamicObject> = Api::namespaced_with(
-        sc.admin.clone(),
-        &sc.ns,
-        &ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
-            "gateways",
-        ),
+    let gateways = dynamic_api(
+        &sc,
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
     );
     let gw = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "public"},
         "spec": {"gatewayClassName": "siskin", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}});
@@ -1476,13 +1493,12 @@ async fn releases_are_judged_by_a_metric_template_on_prometheus() {
         ..Default::default()
     })
     .unwrap();
-    let templates = Api::<DynamicObject>::namespaced_with(
-        sc.admin.clone(),
-        &sc.ns,
-        &ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("siskin.dev", "v1beta1", "MetricTemplate"),
-            "metrictemplates",
-        ),
+    let templates = dynamic_api(
+        &sc,
+        "siskin.dev",
+        "v1beta1",
+        "MetricTemplate",
+        "metrictemplates",
     );
     let template = |address: &str| {
         json!({"apiVersion": "siskin.dev/v1beta1", "kind": "MetricTemplate",
@@ -1708,13 +1724,12 @@ async fn webhooks_and_alerts_reach_their_receivers() {
         )
         .await
         .unwrap();
-    let providers: Api<DynamicObject> = Api::namespaced_with(
-        sc.admin.clone(),
-        &sc.ns,
-        &ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("siskin.dev", "v1beta1", "AlertProvider"),
-            "alertproviders",
-        ),
+    let providers = dynamic_api(
+        &sc,
+        "siskin.dev",
+        "v1beta1",
+        "AlertProvider",
+        "alertproviders",
     );
     let provider = json!({"apiVersion": "siskin.dev/v1beta1", "kind": "AlertProvider", "metadata": {"name": "chat"},
         "spec": {"type": "slack", "channel": "releases", "username": "siskin", "secretRef": {"name": "chat-url"}}});

@@ -60,6 +60,21 @@ async fn upstream(version: &'static str, fail_every: u64) -> String {
     addr
 }
 
+/// Steady GETs through the router at `listen`, one every `every`, as users would send.
+fn steady_load(listen: u16, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        loop {
+            let _ = client
+                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
+                .await;
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
 struct Run {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
@@ -145,17 +160,7 @@ async fn promotes_a_good_release_resumes_after_kill_and_rolls_back_a_bad_one() {
     write_file(&file, listen, admin, &v1, &[]);
     let mut run = Run::start(&file);
     // Steady traffic through the router, as users would send.
-    let load = tokio::spawn(async move {
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        loop {
-            let _ = client
-                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
-                .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let load = steady_load(listen, Duration::from_millis(20));
     wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
 
     // A good release: promoted, and v2 now serves as the primary.
@@ -229,17 +234,7 @@ async fn critical_metric_rolls_back_within_seconds_not_at_the_next_interval() {
     };
     write(&[]);
     let run = Run::start(&file);
-    let load = tokio::spawn(async move {
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        loop {
-            let _ = client
-                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
-                .await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
+    let load = steady_load(listen, Duration::from_millis(10));
     wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
     write(std::slice::from_ref(&bad));
     // With a 60 s interval the first step (weight 50) comes a minute after the release starts;
@@ -329,17 +324,7 @@ async fn starts_commands_and_releases_an_address_from_the_command_line() {
         "same pid after restart"
     );
 
-    let load = tokio::spawn(async move {
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        loop {
-            let _ = client
-                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
-                .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let load = steady_load(listen, Duration::from_millis(20));
     // A release whose canary is a command: started, promoted, old primary stopped.
     write(&app(p2, "2.0.0", 0.0));
     let s = wait_phase(&file, "Succeeded", Duration::from_secs(60)).await;
@@ -1013,17 +998,7 @@ async fn global_slack_flags_and_event_webhook_tell_of_a_failed_release() {
             &events,
         ],
     );
-    let load = tokio::spawn(async move {
-        let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        loop {
-            let _ = client
-                .get(format!("http://127.0.0.1:{listen}/").parse().unwrap())
-                .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let load = steady_load(listen, Duration::from_millis(20));
     wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
     write_file(&file, listen, admin, &v1, std::slice::from_ref(&bad));
     wait_phase(&file, "Failed", Duration::from_secs(90)).await;

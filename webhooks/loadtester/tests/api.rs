@@ -270,7 +270,27 @@ async fn processes_are_refused_without_enable_exec() {
 
 #[tokio::test]
 async fn bash_and_kubectl_run_with_enable_exec() {
-    let t = Tester::start(&["--enable-exec"]);
+    // `kubectl` is whatever program of that name is first on PATH: here a script that answers
+    // like `kubectl version --client` and echoes its arguments, so the test does not depend on
+    // the machine having kubectl.
+    let bin = tempfile::tempdir().unwrap();
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        "#!/bin/sh\necho \"Client Version: stand-in; args: $*\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &kubectl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let t = Tester::start_with_env(&["--enable-exec"], &[("PATH", &path)]);
     let r = t
         .task(json!({"type": "bash", "cmd": "echo hello from $0", "returnCmdOutput": "true"}))
         .await;
@@ -290,12 +310,12 @@ async fn bash_and_kubectl_run_with_enable_exec() {
         "{}",
         r.body
     );
-    // kubectl (on the machine) with the command split on whitespace
+    // kubectl with the command split on whitespace
     let r = t
-        .task(json!({"type": "kubectl", "cmd": "version --client", "returnCmdOutput": "true"}))
+        .task(json!({"type": "kubectl", "cmd": "version  --client", "returnCmdOutput": "true"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("Client Version"), "{}", r.body);
+    assert_eq!(r.body, "Client Version: stand-in; args: version --client\n");
 }
 
 #[tokio::test]

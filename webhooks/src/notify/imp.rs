@@ -315,16 +315,7 @@ fn check(to: &Destination) -> Result<Url, NotifyError> {
     if address.is_empty() {
         return Err(invalid("it is empty".into()));
     }
-    let url = Url::parse(address).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
-            "its scheme is `{}`, not http or https",
-            url.scheme()
-        )));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host".into()));
-    }
+    let url = http_url(address).map_err(invalid)?;
     // The services that take Slack's payload post as a user to a channel (Flagger checks
     // both for Slack, Discord and Rocket.Chat).
     if matches!(
@@ -346,18 +337,23 @@ fn proxy(to: &Destination) -> Result<Option<String>, NotifyError> {
     let Some(proxy) = to.proxy.as_deref().map(str::trim).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let invalid = |reason: String| NotifyError::ProxyInvalid { reason };
-    let url = Url::parse(proxy).map_err(|e| invalid(e.to_string()))?;
+    http_url(proxy).map_err(|reason| NotifyError::ProxyInvalid { reason })?;
+    Ok(Some(proxy.to_owned()))
+}
+
+/// `text` parsed as an `http(s)://` URL with a host; the error says what is wrong with it.
+fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid(format!(
+        return Err(format!(
             "its scheme is `{}`, not http or https",
             url.scheme()
-        )));
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host".into()));
+        return Err("it has no host".into());
     }
-    Ok(Some(proxy.to_owned()))
+    Ok(url)
 }
 
 /// The service's name in messages.
