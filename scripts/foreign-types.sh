@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the Rust types of the foreign resources Siskin writes or reads (Gateway API
-# HTTPRoute, ...) with kopium from the CRDs in ../shared/crds, into operator/foreign/src/.
+# HTTPRoute and GRPCRoute, Istio, SMI, Consul) with kopium from the CRDs in ../shared/crds, into operator/foreign/src/.
 #
 #   scripts/foreign-types.sh           regenerate in place
 #   scripts/foreign-types.sh --check   regenerate into a temporary folder and fail if the
@@ -36,6 +36,15 @@ generate() {
 }
 
 generate gateway-api/gateway.networking.k8s.io_httproutes.yaml v1 gateway/httproutes.rs
+generate gateway-api/gateway.networking.k8s.io_grpcroutes.yaml v1 gateway/grpcroutes.rs
+generate istio/virtualservices.networking.istio.io.yaml v1beta1 istio/virtualservices.rs
+generate istio/destinationrules.networking.istio.io.yaml v1beta1 istio/destinationrules.rs
+generate smi/linkerd-smi_trafficsplit-crd.yaml v1alpha1 smi/v1alpha1.rs
+generate smi/linkerd-smi_trafficsplit-crd.yaml v1alpha2 smi/v1alpha2.rs
+generate smi/smi-sdk-go_split.yaml v1alpha3 smi/v1alpha3.rs
+generate consul/consul.hashicorp.com_servicesplitters.yaml v1alpha1 consul/servicesplitters.rs
+generate consul/consul.hashicorp.com_servicerouters.yaml v1alpha1 consul/servicerouters.rs
+generate consul/consul.hashicorp.com_servicedefaults.yaml v1alpha1 consul/servicedefaults.rs
 
 if [ "${1:-}" = "--check" ]; then
   status=0

@@ -18,7 +18,8 @@ use crate::{Error, Result, controlplane::poll, io, kube_err, repo_root, shared_d
 /// The CRD files installed into every plane: Siskin's, Flagger's original (so `flagger.app`
 /// manifests are validated exactly as on a Flagger cluster), Gateway API (standard channel,
 /// with its admission policy), Istio, Linkerd, one SMI variant (linkerd-smi: v1alpha1 and
-/// v1alpha2) and Consul's config entries.
+/// v1alpha2, plus smi-sdk-go's v1alpha3 added as a served version: no upstream CRD serves
+/// v1alpha3 next to v1alpha1, and Flagger writes all three) and Consul's config entries.
 fn files() -> Result<Vec<PathBuf>> {
     let crds = shared_dir().join("crds");
     if !crds.is_dir() {
@@ -48,6 +49,27 @@ fn files() -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Adds smi-sdk-go's `v1alpha3` TrafficSplit schema to linkerd-smi's CRD as a served,
+/// non-storage version (the schemas differ only by v1alpha3's optional `matches`).
+fn add_smi_v1alpha3(crd: &mut Value, crds: &std::path::Path) -> Result<()> {
+    let file = crds.join("smi/smi-sdk-go_split.yaml");
+    let text = std::fs::read_to_string(&file).map_err(io(format!("read {}", file.display())))?;
+    let sdk: Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Setup(format!("{}: {e}", file.display())))?;
+    let mut v3 = sdk["spec"]["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == "v1alpha3"))
+        .cloned()
+        .ok_or_else(|| Error::Setup(format!("{}: no v1alpha3", file.display())))?;
+    v3["served"] = Value::Bool(true);
+    v3["storage"] = Value::Bool(false);
+    if let Some(versions) = crd["spec"]["versions"].as_array_mut() {
+        versions.retain(|v| v["name"] != "v1alpha3");
+        versions.push(v3);
+    }
+    Ok(())
+}
+
 /// Server-side applies every document, then waits for each CRD to be Established and served.
 pub(crate) async fn install(client: &Client) -> Result<()> {
     let pp = PatchParams::apply("siskin-e2e").force();
@@ -61,6 +83,10 @@ pub(crate) async fn install(client: &Client) -> Result<()> {
                 .map_err(|e| Error::Setup(format!("{}: {e}", file.display())))?;
             if value.is_null() {
                 continue;
+            }
+            let mut value = value;
+            if file.ends_with("smi/linkerd-smi_trafficsplit-crd.yaml") {
+                add_smi_v1alpha3(&mut value, &shared_dir().join("crds"))?;
             }
             let kind = value["kind"].as_str().unwrap_or_default().to_string();
             let name = value["metadata"]["name"]

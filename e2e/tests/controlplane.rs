@@ -79,7 +79,11 @@ async fn canary_round_trips_under_both_groups() {
 struct OnlyBuiltin;
 
 impl validate::Backends for OnlyBuiltin {
-    fn capabilities(&self, p: siskin_api::Provider) -> Option<siskin_api::Capabilities> {
+    fn capabilities(
+        &self,
+        p: siskin_api::Provider,
+        _spec: &siskin_api::CanarySpec,
+    ) -> Option<siskin_api::Capabilities> {
         (p == siskin_api::Provider::Builtin).then_some(siskin_api::Capabilities::ALL)
     }
 

@@ -27,6 +27,18 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     /// `gateway.networking.k8s.io HTTPRoute` (v1 or v1beta1).
     HttpRoute(&'static str),
+    /// `networking.istio.io/v1beta1 VirtualService`.
+    VirtualService,
+    /// `networking.istio.io/v1beta1 DestinationRule`.
+    DestinationRule,
+    /// `split.smi-spec.io TrafficSplit` (v1alpha1, v1alpha2 or v1alpha3).
+    TrafficSplit(&'static str),
+    /// `consul.hashicorp.com/v1alpha1 ServiceDefaults`.
+    ServiceDefaults,
+    /// `consul.hashicorp.com/v1alpha1 ServiceSplitter`.
+    ServiceSplitter,
+    /// `consul.hashicorp.com/v1alpha1 ServiceRouter`.
+    ServiceRouter,
 }
 
 /// Where an object is: its kind, namespace and name.
@@ -119,6 +131,42 @@ impl Kind {
                 "HTTPRoute",
                 "httproutes",
             ),
+            Kind::VirtualService => (
+                "networking.istio.io",
+                "v1beta1",
+                "VirtualService",
+                "virtualservices",
+            ),
+            Kind::DestinationRule => (
+                "networking.istio.io",
+                "v1beta1",
+                "DestinationRule",
+                "destinationrules",
+            ),
+            Kind::TrafficSplit(version) => (
+                "split.smi-spec.io",
+                version,
+                "TrafficSplit",
+                "trafficsplits",
+            ),
+            Kind::ServiceDefaults => (
+                "consul.hashicorp.com",
+                "v1alpha1",
+                "ServiceDefaults",
+                "servicedefaults",
+            ),
+            Kind::ServiceSplitter => (
+                "consul.hashicorp.com",
+                "v1alpha1",
+                "ServiceSplitter",
+                "servicesplitters",
+            ),
+            Kind::ServiceRouter => (
+                "consul.hashicorp.com",
+                "v1alpha1",
+                "ServiceRouter",
+                "servicerouters",
+            ),
         };
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
@@ -139,6 +187,12 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Kind::HttpRoute(_) => "HTTPRoute",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::TrafficSplit(_) => "TrafficSplit",
+            Kind::ServiceDefaults => "ServiceDefaults",
+            Kind::ServiceSplitter => "ServiceSplitter",
+            Kind::ServiceRouter => "ServiceRouter",
         }
     }
 
@@ -172,6 +226,7 @@ impl Object {
     /// An object of `kind` from a typed value, with `apiVersion` and `kind` set.
     pub fn new(kind: Kind, value: &impl Serialize) -> Object {
         let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
+        whole_numbers(&mut value);
         if let Some(map) = value.as_object_mut() {
             map.insert("apiVersion".into(), Value::String(kind.api_version()));
             map.insert("kind".into(), Value::String(kind.name().to_string()));
@@ -192,6 +247,24 @@ impl Object {
                 .unwrap_or_default()
                 .to_string(),
         }
+    }
+}
+
+/// Writes whole floating-point numbers as integers (`50`, not `50.0`), as other controllers
+/// write them: the foreign types hold weights as `f64`.
+fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(whole_numbers),
+        Value::Object(m) => m.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 

@@ -159,6 +159,210 @@ const CASES: &[Case] = &[
         args: &[],
     },
     Case {
+        golden: "istio/initialized",
+        input: "istio.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "istio/weight-10",
+        input: "istio.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "istio/weight-50",
+        input: "istio.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "istio/promoted",
+        input: "istio.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "istio/ab",
+        input: "istio-ab.yaml",
+        status: None,
+        args: &["--canary-weight", "100"],
+    },
+    Case {
+        golden: "istio/mirrored",
+        input: "istio-mirror.yaml",
+        status: None,
+        args: &["--mirrored"],
+    },
+    Case {
+        golden: "istio/existing-virtualservice",
+        input: "istio-existing.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "istio/tcp",
+        input: "istio-tcp.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "linkerd/initialized",
+        input: "linkerd.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "linkerd/weight-10",
+        input: "linkerd.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "linkerd/weight-50",
+        input: "linkerd.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "linkerd/promoted",
+        input: "linkerd.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha1/initialized",
+        input: "smi-v1alpha1.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha1/weight-10",
+        input: "smi-v1alpha1.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "smi-v1alpha1/weight-50",
+        input: "smi-v1alpha1.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "smi-v1alpha1/promoted",
+        input: "smi-v1alpha1.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha2/initialized",
+        input: "smi-v1alpha2.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha2/weight-10",
+        input: "smi-v1alpha2.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "smi-v1alpha2/weight-50",
+        input: "smi-v1alpha2.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "smi-v1alpha2/promoted",
+        input: "smi-v1alpha2.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha3/initialized",
+        input: "smi-v1alpha3.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "smi-v1alpha3/weight-10",
+        input: "smi-v1alpha3.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "smi-v1alpha3/weight-50",
+        input: "smi-v1alpha3.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "smi-v1alpha3/promoted",
+        input: "smi-v1alpha3.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "osm/initialized",
+        input: "osm.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "osm/weight-10",
+        input: "osm.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "osm/weight-50",
+        input: "osm.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "osm/promoted",
+        input: "osm.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "consul/initialized",
+        input: "consul.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "consul/weight-10",
+        input: "consul.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "consul/weight-50",
+        input: "consul.yaml",
+        status: None,
+        args: &["--canary-weight", "50"],
+    },
+    Case {
+        golden: "consul/promoted",
+        input: "consul.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "linkerd/gamma-ab",
+        input: "linkerd-gamma.yaml",
+        status: None,
+        args: &["--canary-weight", "100"],
+    },
+    Case {
+        golden: "consul/ab",
+        input: "consul-ab.yaml",
+        status: None,
+        args: &["--canary-weight", "100"],
+    },
+    Case {
         golden: "kubernetes/initialized",
         input: "kubernetes.yaml",
         status: None,
@@ -392,10 +596,10 @@ fn bad_flags_and_inputs_are_named() {
     let (code, _, err) = render(&kube, &["--canary-weight", "10"]);
     assert_eq!(code, 2);
     assert!(err.contains("use a canary weight of 0 or 100"), "{err}");
-    let istio = canary.replace("provider: builtin", "provider: istio");
-    let (code, _, err) = render(&istio, &[]);
+    let contour = canary.replace("provider: builtin", "provider: contour");
+    let (code, _, err) = render(&contour, &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("provider istio is not implemented"), "{err}");
+    assert!(err.contains("provider contour is not implemented"), "{err}");
     let no_target = std::fs::read_to_string(dir().join("inputs/builtin.yaml")).unwrap();
     let (code, _, err) = render(&no_target, &[]);
     assert_eq!(code, 2);
@@ -472,6 +676,12 @@ async fn every_golden_output_is_accepted_by_the_api_server() {
         "ConfigMap",
         "HorizontalPodAutoscaler",
         "Canary",
+        "VirtualService",
+        "DestinationRule",
+        "TrafficSplit",
+        "ServiceSplitter",
+        "ServiceRouter",
+        "ServiceDefaults",
     ] {
         assert!(kinds.contains_key(kind), "no {kind} was tried: {kinds:?}");
     }

@@ -177,7 +177,7 @@ fn provider_that_cannot_mirror_in_a_canary_run_is_named_with_one_that_can() {
     assert_rejected(
         &y,
         "spec.analysis.mirror",
-        "provider gatewayapi:v1 mirrors only in blue/green runs (fix: set iterations (blue/green), or use provider builtin)",
+        "provider gatewayapi:v1 mirrors only in blue/green runs (fix: set iterations (blue/green), or use provider builtin or istio)",
     );
     // The built-in router can.
     let builtin = GOOD.replace("threshold: 5", "threshold: 5\n    mirror: true");
@@ -214,19 +214,19 @@ fn header_match_and_session_affinity_need_capable_provider() {
 
 #[test]
 fn providers_without_a_backend_are_refused_with_the_ones_that_exist() {
-    for name in ["istio", "linkerd", "smi:v1alpha3", "traefik"] {
+    for name in ["traefik", "contour", "appmesh", "knative"] {
         let y = GOOD.replace("  targetRef:", &format!("  provider: {name}\n  targetRef:"));
         assert_rejected(
             &y,
             "spec.provider",
             &format!(
-                "provider {name} is not implemented by this Siskin yet (fix: use one of builtin, gatewayapi:v1, gatewayapi:v1beta1, kubernetes)"
+                "provider {name} is not implemented by this Siskin yet (fix: use one of builtin, gatewayapi:v1, gatewayapi:v1beta1, kubernetes, istio, linkerd, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, osm, consul)"
             ),
         );
     }
-    let (code, out) = validate(GOOD, &["--mesh-provider", "istio"]);
+    let (code, out) = validate(GOOD, &["--mesh-provider", "nginx"]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("provider istio is not implemented"), "{out}");
+    assert!(out.contains("provider nginx is not implemented"), "{out}");
 }
 
 #[test]
@@ -363,5 +363,51 @@ fn judge_metrics_take_a_tolerance_and_the_builtin_router() {
         ),
         "spec.analysis.metrics[2].interval",
         "last minute",
+    );
+}
+
+#[test]
+fn mesh_providers_are_judged_by_what_their_backend_writes() {
+    let ab = GOOD.replace(
+        "    stepWeights: [5, 10, 30]\n",
+        "    iterations: 5\n    match:\n    - headers: {x-canary: {exact: insider}}\n",
+    );
+    let with = |provider: &str, service: &str| {
+        ab.replace(
+            "  targetRef:",
+            &format!("  provider: {provider}\n  targetRef:"),
+        )
+        .replace("  service: {port: 9898}", service)
+    };
+    // SMI routes by weight only: A/B is refused with the providers that can do it.
+    assert_rejected(
+        &with("smi:v1alpha2", "  service: {port: 9898}"),
+        "spec.analysis.match",
+        "provider smi:v1alpha2 cannot route by header",
+    );
+    assert_rejected(
+        &with("linkerd", "  service: {port: 9898}"),
+        "spec.analysis.match",
+        "use provider builtin or gatewayapi:v1 or gatewayapi:v1beta1 or istio or consul",
+    );
+    // Linkerd with the apex Service as parent (GAMMA): an HTTPRoute, which can.
+    let gamma = "  service: {port: 9898, gatewayRefs: [{group: core, kind: Service, name: podinfo, port: 9898}]}";
+    let (code, out) = validate(&with("linkerd", gamma), &[]);
+    assert_eq!(code, 0, "{out}");
+    // Istio and Consul match on headers; Istio takes its own route options.
+    for p in ["istio", "consul"] {
+        let (code, out) = validate(&with(p, "  service: {port: 9898}"), &[]);
+        assert_eq!(code, 0, "{p}: {out}");
+    }
+    let istio = with(
+        "istio",
+        "  service: {port: 9898, retries: {attempts: 2}, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}, gateways: [public]}",
+    );
+    let (code, out) = validate(&istio, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_rejected(
+        &with("consul", "  service: {port: 9898, retries: {attempts: 2}}"),
+        "spec.service.retries",
+        "",
     );
 }

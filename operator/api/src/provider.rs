@@ -18,6 +18,9 @@ pub enum Provider {
     Builtin,
     /// Apache APISIX (`ApisixRoute`).
     Apisix,
+    /// Consul service mesh config entries (`ServiceSplitter`, `ServiceRouter`); a Siskin
+    /// addition, not a Flagger provider.
+    Consul,
     /// AWS App Mesh v1beta1.
     AppMesh,
     /// AWS App Mesh v1beta2.
@@ -122,9 +125,10 @@ pub struct UnknownProvider(pub String);
 
 impl Provider {
     /// Every provider name accepted in `spec.provider` (the CRD enum).
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "builtin",
         "apisix",
+        "consul",
         "appmesh",
         "appmesh:v1beta2",
         "contour",
@@ -151,6 +155,7 @@ impl Provider {
         match self {
             Builtin => "builtin",
             Apisix => "apisix",
+            Consul => "consul",
             AppMesh => "appmesh",
             AppMeshV1beta2 => "appmesh:v1beta2",
             Contour => "contour",
@@ -190,6 +195,7 @@ impl FromStr for Provider {
         Ok(match base {
             "builtin" => Builtin,
             "apisix" => Apisix,
+            "consul" => Consul,
             "appmesh" => AppMesh,
             "appmesh:v1beta2" => AppMeshV1beta2,
             "contour" => Contour,

@@ -8,7 +8,7 @@ use std::{fmt, sync::OnceLock};
 use serde_json::Value;
 
 use crate::{
-    AlertProvider, ApiGroup, Canary, Capabilities, MetricTemplate, Provider,
+    AlertProvider, ApiGroup, Canary, CanarySpec, Capabilities, MetricTemplate, Provider,
     analysis::{CanaryAnalysis, CanaryMetric, CanaryWebhook, HookType, MIN_INTERVAL},
     canary::{AutoscalerKind, TargetKind},
     duration,
@@ -83,8 +83,10 @@ impl fmt::Display for Problem {
 /// What the traffic backends can execute. The operator's backend registry answers, so a
 /// provider name that no code implements is refused here, at reconcile and in `siskin validate`.
 pub trait Backends {
-    /// The capabilities of `provider`'s backend; None when no backend implements it.
-    fn capabilities(&self, provider: Provider) -> Option<Capabilities>;
+    /// The capabilities of `provider`'s backend for `spec` (a backend may write different
+    /// objects for different Canaries, e.g. Linkerd's TrafficSplit or Gateway API route); None
+    /// when no backend implements it.
+    fn capabilities(&self, provider: Provider, spec: &CanarySpec) -> Option<Capabilities>;
     /// Every provider with a backend, in the registry's order.
     fn implemented(&self) -> Vec<Provider>;
 }
@@ -103,6 +105,7 @@ struct Route<'a> {
     provider: Provider,
     caps: Capabilities,
     backends: &'a dyn Backends,
+    spec: &'a CanarySpec,
 }
 
 // === impl Route ===
@@ -114,7 +117,11 @@ impl Route<'_> {
             .backends
             .implemented()
             .into_iter()
-            .filter(|p| self.backends.capabilities(*p).is_some_and(|c| f(&c)))
+            .filter(|p| {
+                self.backends
+                    .capabilities(*p, self.spec)
+                    .is_some_and(|c| f(&c))
+            })
             .map(Provider::name)
             .collect();
         if names.is_empty() {
@@ -130,7 +137,7 @@ pub fn canary(c: &Canary, opts: &Options<'_>) -> Vec<Problem> {
     let mut v = Vec::new();
     let spec = &c.spec;
     let provider = spec.provider.unwrap_or(opts.default_provider);
-    let caps = match opts.backends.capabilities(provider) {
+    let caps = match opts.backends.capabilities(provider, spec) {
         Some(caps) => caps,
         None => {
             let implemented: Vec<&str> = opts
@@ -157,6 +164,7 @@ pub fn canary(c: &Canary, opts: &Options<'_>) -> Vec<Problem> {
         provider,
         caps,
         backends: opts.backends,
+        spec,
     };
     match &spec.target_ref {
         None => v.push(Problem::error(

@@ -30,6 +30,25 @@ pub struct RoutingIntent {
     /// The route's own conditions (`service.match`): requests that match none of them are not
     /// the route's. Empty: every request.
     pub route_matches: Vec<Match>,
+    /// The A/B conditions as written (Istio's shape), each merged with each of the route's own:
+    /// for backends that speak that shape (Istio, Consul) and can match on more than
+    /// [`Match`] holds (`sourceLabels`, `authority`, ...).
+    pub ab_requests: Vec<HttpMatchRequest>,
+    /// The route's own conditions as written (`service.match`).
+    pub route_requests: Vec<HttpMatchRequest>,
+    /// The first condition [`Match`] cannot hold, when there is one: `ab_matches` and
+    /// `route_matches` are then empty, and a backend that routes by them must refuse the
+    /// Canary with this field and message ([`RoutingIntent::unmatchable`]).
+    pub unmatchable: Option<Unmatchable>,
+}
+
+/// A request condition a [`Match`] cannot hold: the field and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unmatchable {
+    /// The field (`spec.analysis.match[0].sourceLabels`).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
 }
 
 /// Session affinity cookies: each side sets its cookie on its responses, and a request that
@@ -56,8 +75,8 @@ pub struct Timeouts {
 // === impl RoutingIntent ===
 
 impl RoutingIntent {
-    /// The intent for `split` under `spec`; a condition no router can match on is an error
-    /// naming the field.
+    /// The intent for `split` under `spec`. A condition [`Match`] cannot hold is recorded in
+    /// `unmatchable` (backends that need it refuse the Canary; Istio's does not).
     pub fn resolve(spec: &CanarySpec, split: &Split) -> Result<RoutingIntent, Error> {
         let analysis = spec.analysis();
         let sa = analysis.session_affinity.as_ref();
@@ -73,21 +92,39 @@ impl RoutingIntent {
         let own = service
             .and_then(|s| s.r#match.as_deref())
             .unwrap_or_default();
-        let route_matches = own
-            .iter()
-            .enumerate()
-            .map(|(i, m)| condition(m, &format!("spec.service.match[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut ab_matches = Vec::new();
+        let mut ab_requests = Vec::new();
+        let mut ab_at = Vec::new();
         for (i, m) in split.matches.iter().enumerate() {
             let at = format!("spec.analysis.match[{i}]");
             if own.is_empty() {
-                ab_matches.push(condition(m, &at)?);
+                ab_requests.push(m.clone());
+                ab_at.push(at.clone());
             }
             for r in own {
-                ab_matches.push(condition(&merge(r, m), &at)?);
+                ab_requests.push(merge(r, m));
+                ab_at.push(at.clone());
             }
         }
+        let resolved = (|| -> Result<(Vec<Match>, Vec<Match>), Error> {
+            let route = own
+                .iter()
+                .enumerate()
+                .map(|(i, m)| condition(m, &format!("spec.service.match[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ab = ab_requests
+                .iter()
+                .zip(&ab_at)
+                .map(|(m, at)| condition(m, at))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((route, ab))
+        })();
+        let (route_matches, ab_matches, unmatchable) = match resolved {
+            Ok((route, ab)) => (route, ab, None),
+            Err(Error::Invalid { field, message }) => {
+                (Vec::new(), Vec::new(), Some(Unmatchable { field, message }))
+            }
+            Err(e) => return Err(e),
+        };
         Ok(RoutingIntent {
             split: split.clone(),
             ab_matches,
@@ -97,7 +134,15 @@ impl RoutingIntent {
                 backend_request: service.and_then(|s| s.backend_timeout.clone()),
             },
             route_matches,
+            ab_requests,
+            route_requests: own.to_vec(),
+            unmatchable,
         })
+    }
+
+    /// The conditions as [`Match`]es, or the field a router of them cannot match on.
+    pub fn unmatchable(&self) -> Result<(), &Unmatchable> {
+        self.unmatchable.as_ref().map_or(Ok(()), Err)
     }
 
     /// The canary's share.
@@ -131,10 +176,17 @@ pub fn session_cookie(
     })
 }
 
-/// An A/B condition merged into one of the route's own: its headers and query parameters
-/// override, its path and method apply when the route's has none (as Flagger merges them).
-fn merge(route: &HttpMatchRequest, ab: &HttpMatchRequest) -> HttpMatchRequest {
+/// An A/B condition merged into one of the route's own: its headers, query parameters and
+/// source labels override, its path and method apply when the route's has none (as Flagger
+/// merges them).
+pub fn merge(route: &HttpMatchRequest, ab: &HttpMatchRequest) -> HttpMatchRequest {
     let mut m = route.clone();
+    if ab.source_labels.is_some() {
+        m.source_labels = ab.source_labels.clone();
+    }
+    if ab.without_headers.is_some() {
+        m.without_headers = ab.without_headers.clone();
+    }
     if let Some(h) = &ab.headers {
         m.headers
             .get_or_insert_with(Default::default)
@@ -311,19 +363,21 @@ mod tests {
 
     #[test]
     fn what_no_router_can_match_is_named() {
-        let e = RoutingIntent::resolve(&spec("analysis: {}"), &ab("{sourceLabels: {app: x}}"))
-            .unwrap_err();
-        assert_eq!(e.kind(), "invalid");
-        assert!(
-            e.to_string()
-                .starts_with("spec.analysis.match[0].sourceLabels:"),
-            "{e}"
+        let i =
+            RoutingIntent::resolve(&spec("analysis: {}"), &ab("{sourceLabels: {app: x}}")).unwrap();
+        let e = i.unmatchable().unwrap_err();
+        assert_eq!(e.field, "spec.analysis.match[0].sourceLabels");
+        assert!(i.ab_matches.is_empty());
+        assert_eq!(
+            i.ab_requests[0].source_labels.as_ref().unwrap()["app"],
+            "x",
+            "kept as written for backends that can match on it"
         );
-        let e = RoutingIntent::resolve(&spec("analysis: {}"), &ab("{method: {prefix: G}}"))
-            .unwrap_err();
-        assert!(
-            e.to_string().starts_with("spec.analysis.match[0].method:"),
-            "{e}"
+        let i =
+            RoutingIntent::resolve(&spec("analysis: {}"), &ab("{method: {prefix: G}}")).unwrap();
+        assert_eq!(
+            i.unmatchable().unwrap_err().field,
+            "spec.analysis.match[0].method"
         );
     }
 }

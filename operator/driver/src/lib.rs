@@ -20,7 +20,9 @@ mod seams;
 
 pub use driver::{CONFIRM_TIMEOUT, Outcome, Release, Seams, gate, step, watch_critical};
 pub use error::{BoxError, Error, Result};
-pub use intent::{Cookies, RoutingIntent, Timeouts, regex_escape, session_cookie};
+pub use intent::{
+    Cookies, RoutingIntent, Timeouts, Unmatchable, merge, regex_escape, session_cookie,
+};
 pub use seams::{
     Clock, Events, Notification, Notifier, Payload, Platform, StatusStore, SystemClock, Traffic,
     Webhooks, Workloads,

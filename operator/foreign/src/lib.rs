@@ -5,4 +5,7 @@
 //! One type serves both sides of a contract: the operator builds a Gateway API `HTTPRoute`
 //! with [`gateway::httproutes::HttpRoute`], and the router reads routes through the same type.
 
+pub mod consul;
 pub mod gateway;
+pub mod istio;
+pub mod smi;

@@ -199,6 +199,12 @@ fn rules(
     shape: &Shape,
 ) -> Result<Vec<HttpRouteRules>, PlanError> {
     let port = cx.port()?;
+    if let Err(u) = intent.unmatchable() {
+        return Err(PlanError::Invalid {
+            field: u.field.clone(),
+            message: u.message.clone(),
+        });
+    }
     let split = &intent.split;
     let weights = (split.primary(), split.canary());
     let route_matches: Vec<HttpRouteRulesMatches> =

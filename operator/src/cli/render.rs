@@ -331,7 +331,7 @@ fn render(
             RouteState::Absent | RouteState::Converging => (Weight::ZERO, args.mirrored),
         },
     };
-    let caps = backend.capabilities();
+    let caps = backend.capabilities_for(&canary.spec);
     anyhow::ensure!(
         caps.weights || weight == Weight::ZERO || weight == Weight::FULL,
         "provider {provider} routes all traffic to one side: use a canary weight of 0 or 100, not {weight}"

@@ -56,6 +56,12 @@ fn weighted(split: (Weight, Weight), intent: &RoutingIntent, cookies: bool) -> V
 
 /// The router's configuration for `intent`, serving `route` from `sides`.
 pub fn plan(route: &str, sides: &Sides, intent: &RoutingIntent) -> Result<Config, Unsupported> {
+    if let Err(u) = intent.unmatchable() {
+        return Err(Unsupported {
+            field: u.field.clone(),
+            message: u.message.clone(),
+        });
+    }
     let split = &intent.split;
     let weights = (split.primary(), split.canary());
     let timeouts = timeouts(intent)?;
