@@ -1882,3 +1882,310 @@ async fn webhooks_and_alerts_reach_their_receivers() {
     );
     traffic.abort();
 }
+
+/// A mesh backend's routing object, and how to read the canary's weight from it.
+struct Mesh {
+    provider: &'static str,
+    /// Extra `spec.service` fields.
+    service: Value,
+    /// (group, version, kind, plural) of the object carrying the weights, named `podinfo`.
+    object: (&'static str, &'static str, &'static str, &'static str),
+    weight: fn(&Value) -> Option<u64>,
+    /// The user's own object of that kind, there before the Canary (its rules must survive).
+    theirs: Option<Value>,
+    /// After `revertOnDeletion`: whether the object is gone (else: the user's is back).
+    deleted_on_revert: bool,
+}
+
+fn number(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_f64().map(|f| f.round() as u64))
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn by_name<'a>(list: &'a Value, key: &str, name: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|x| x[key] == name)
+}
+
+fn istio_weight(vs: &Value) -> Option<u64> {
+    let route = by_name(&vs["spec"]["http"], "name", "siskin-canary")?;
+    let d = route["route"]
+        .as_array()?
+        .iter()
+        .find(|d| d["destination"]["host"] == "podinfo-canary")?;
+    number(&d["weight"])
+}
+
+fn split_weight(ts: &Value) -> Option<u64> {
+    number(&by_name(&ts["spec"]["backends"], "service", "podinfo-canary")?["weight"])
+}
+
+fn consul_weight(s: &Value) -> Option<u64> {
+    number(&by_name(&s["spec"]["splits"], "service", "podinfo-canary")?["weight"])
+}
+
+/// One mesh backend's whole lifecycle on the real API server with the mesh's real CRDs, the
+/// operator running as its ServiceAccount (config/rbac) and applying with strict field
+/// validation: initialization, weights stepping to `maxWeight`, promotion, a rollback, and
+/// `revertOnDeletion`. No mesh data plane runs here, so nothing routes by these objects: the
+/// release is judged by a rollout webhook (a receiver on loopback that passes, then fails),
+/// and the test reads the weights the operator wrote at every step.
+async fn mesh_lifecycle(prefix: &str, mesh: Mesh) {
+    let (hooks, _calls) = receiver::receiver().await;
+    let sc = scene(prefix).await;
+    let (group, version, kind, plural) = mesh.object;
+    let objects = dynamic_api(&sc, group, version, kind, plural);
+    if let Some(theirs) = &mesh.theirs {
+        objects
+            .patch(
+                "podinfo",
+                &PatchParams::apply("kubectl"),
+                &Patch::Apply(theirs),
+            )
+            .await
+            .unwrap();
+    }
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let mut service = json!({"port": 9898});
+    for (k, v) in mesh.service.as_object().unwrap() {
+        service[k] = v.clone();
+    }
+    let manifest = |hook: &str| {
+        canary_manifest(
+            "siskin.dev",
+            &sc.ns,
+            json!({"provider": mesh.provider, "revertOnDeletion": true, "service": service,
+                "analysis": {"interval": "2s", "threshold": 1, "maxWeight": 50, "stepWeight": 25,
+                    "metrics": [],
+                    "webhooks": [{"name": "checks", "type": "rollout", "url": format!("http://{hooks}{hook}")}]}}),
+        )
+    };
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &manifest("/rollout")).await;
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let read = || async {
+        let o = objects.get_opt("podinfo").await.unwrap();
+        o.map(|o| serde_json::to_value(o).unwrap())
+    };
+    let obj = read().await.expect("routing object written");
+    assert_eq!((mesh.weight)(&obj), Some(0), "{obj:#}\n{}", op.log());
+    let services: Api<Service> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let apex = services.get("podinfo").await.unwrap().spec.unwrap();
+    assert_eq!(apex.selector.unwrap()["app"], "podinfo-primary");
+
+    // A good release: every step's weight is written, then all back to the primary.
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let started = Instant::now();
+    loop {
+        let s = canary_status(&sc.admin, &sc.ns, "siskin.dev").await;
+        if let Some(w) = read().await.as_ref().and_then(mesh.weight) {
+            seen.insert(w);
+        }
+        if s["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(
+            s["phase"] != "Failed" && started.elapsed() < Duration::from_secs(120),
+            "{s:#}\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.contains(&25) && seen.contains(&50),
+        "{} wrote the steps: {seen:?}",
+        mesh.provider
+    );
+    let obj = read().await.unwrap();
+    assert_eq!((mesh.weight)(&obj), Some(0), "{obj:#}");
+    if let Some(theirs) = &mesh.theirs {
+        // The user's own rule is still there, untouched.
+        let docs = by_name(&obj["spec"]["http"], "name", "docs").expect("the user's route kept");
+        assert_eq!(docs, &theirs["spec"]["http"][0], "{obj:#}");
+    }
+    let deployments: Api<Deployment> = Api::namespaced(sc.admin.clone(), &sc.ns);
+    let image = |d: Deployment| {
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+    };
+    assert_eq!(
+        image(deployments.get("podinfo-primary").await.unwrap()).as_deref(),
+        Some("ghcr.io/stefanprodan/podinfo:2.0.0")
+    );
+
+    // A bad release: the check fails at the first step and traffic goes back to the primary.
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &manifest("/fail")).await;
+    apply_deployment(&sc.admin, &sc.ns, &deployment("3.0.0", "0")).await;
+    wait_status(&sc, "Failed", Duration::from_secs(90), |s| {
+        s["phase"] == "Failed"
+    })
+    .await;
+    let obj = read().await.unwrap();
+    assert_eq!((mesh.weight)(&obj), Some(0), "{obj:#}");
+    assert_eq!(
+        image(deployments.get("podinfo-primary").await.unwrap()).as_deref(),
+        Some("ghcr.io/stefanprodan/podinfo:2.0.0"),
+        "no promotion of the bad release"
+    );
+
+    // revertOnDeletion: the apex Service selects the target again; Siskin's object is gone
+    // or the user's is back as it was.
+    let canaries: Api<DynamicObject> =
+        Api::namespaced_with(sc.admin.clone(), &sc.ns, &canary_resource("siskin.dev"));
+    canaries
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while canaries.get_opt("podinfo").await.unwrap().is_some() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", op.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let apex = services.get("podinfo").await.unwrap().spec.unwrap();
+    assert_eq!(apex.selector.unwrap()["app"], "podinfo");
+    let after = read().await;
+    if mesh.deleted_on_revert {
+        assert!(after.is_none(), "{after:#?}");
+    } else {
+        let after = after.expect("the user's object is kept");
+        let theirs = mesh.theirs.as_ref().unwrap();
+        assert_eq!(after["spec"], theirs["spec"], "restored as it was");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_backend_lifecycle_keeps_the_users_virtualservice() {
+    mesh_lifecycle(
+        "op-istio",
+        Mesh {
+            provider: "istio",
+            service: json!({"hosts": ["app.example.com"], "retries": {"attempts": 2, "perTryTimeout": "1s"},
+                "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}),
+            object: ("networking.istio.io", "v1beta1", "VirtualService", "virtualservices"),
+            weight: istio_weight,
+            theirs: Some(json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                "metadata": {"name": "podinfo"},
+                "spec": {"hosts": ["app.example.com", "podinfo"], "http": [
+                    {"name": "docs", "match": [{"uri": {"prefix": "/docs"}}], "route": [{"destination": {"host": "docs"}}]},
+                    {"route": [{"destination": {"host": "podinfo"}}]}]}})),
+            deleted_on_revert: false,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_backend_lifecycle_through_a_trafficsplit() {
+    mesh_lifecycle(
+        "op-linkerd",
+        Mesh {
+            provider: "linkerd",
+            service: json!({}),
+            object: (
+                "split.smi-spec.io",
+                "v1alpha1",
+                "TrafficSplit",
+                "trafficsplits",
+            ),
+            weight: split_weight,
+            theirs: None,
+            deleted_on_revert: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_v1alpha3_backend_lifecycle() {
+    mesh_lifecycle(
+        "op-smi3",
+        Mesh {
+            provider: "smi:v1alpha3",
+            service: json!({}),
+            object: (
+                "split.smi-spec.io",
+                "v1alpha3",
+                "TrafficSplit",
+                "trafficsplits",
+            ),
+            weight: split_weight,
+            theirs: None,
+            deleted_on_revert: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn osm_backend_lifecycle_through_a_v1alpha2_trafficsplit() {
+    mesh_lifecycle(
+        "op-osm",
+        Mesh {
+            provider: "osm",
+            service: json!({}),
+            object: (
+                "split.smi-spec.io",
+                "v1alpha2",
+                "TrafficSplit",
+                "trafficsplits",
+            ),
+            weight: split_weight,
+            theirs: None,
+            deleted_on_revert: true,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_backend_lifecycle_through_a_servicesplitter() {
+    mesh_lifecycle(
+        "op-consul",
+        Mesh {
+            provider: "consul",
+            service: json!({}),
+            object: (
+                "consul.hashicorp.com",
+                "v1alpha1",
+                "ServiceSplitter",
+                "servicesplitters",
+            ),
+            weight: consul_weight,
+            theirs: None,
+            deleted_on_revert: true,
+        },
+    )
+    .await;
+}
+
+fn httproute_weight(r: &Value) -> Option<u64> {
+    let rule = by_name(&r["spec"]["rules"], "name", "siskin-canary")?;
+    number(&by_name(&rule["backendRefs"], "name", "podinfo-canary")?["weight"])
+}
+
+/// Linkerd as current Linkerd runs canaries: a Gateway API HTTPRoute whose parent is the apex
+/// Service (GAMMA), chosen by `service.gatewayRefs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_backend_lifecycle_through_a_gamma_httproute() {
+    mesh_lifecycle(
+        "op-gamma",
+        Mesh {
+            provider: "linkerd",
+            service: json!({"gatewayRefs": [{"group": "core", "kind": "Service", "name": "podinfo", "port": 9898}]}),
+            object: ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+            weight: httproute_weight,
+            theirs: None,
+            deleted_on_revert: true,
+        },
+    )
+    .await;
+}

@@ -631,7 +631,10 @@ async fn dry_run(client: &kube::Client, v: &Value) -> Result<(), String> {
     };
     api.patch(
         name,
-        &PatchParams::apply("siskin").force().dry_run(),
+        &PatchParams::apply("siskin")
+            .force()
+            .dry_run()
+            .validation_strict(),
         &Patch::Apply(v),
     )
     .await

@@ -1,5 +1,6 @@
 //! The one executor of plans on Kubernetes: reads what a plan needs into a [`Cluster`], and
-//! server-side applies what it planned (field manager `siskin`, only the fields Siskin owns)
+//! server-side applies what it planned (field manager `siskin`, only the fields Siskin owns,
+//! strict field validation)
 //! or deletes what it asked to delete.
 
 use kube::{
@@ -80,7 +81,10 @@ pub async fn apply(client: &Client, obj: &Object) -> Result<(), Error> {
     api(client, &r)
         .patch(
             &r.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            // Strict: a field the API server does not know is an error, not a dropped field.
+            &PatchParams::apply(FIELD_MANAGER)
+                .force()
+                .validation_strict(),
             &Patch::Apply(&obj.value),
         )
         .await
