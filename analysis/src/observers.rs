@@ -34,14 +34,10 @@ pub fn observer(provider: Provider) -> Option<Observer> {
         Istio | SmiV1alpha1 | SmiV1alpha2 | SmiV1alpha3 => Observer::Istio,
         Linkerd => Observer::Linkerd,
         Osm => Observer::Osm,
+        Consul => Observer::Consul,
         Kubernetes | GatewayApiV1 | GatewayApiV1beta1 => Observer::Http,
         _ => return None,
     })
-}
-
-/// The Consul observer (Consul is not a Flagger provider name, so it has no [`Provider`]).
-pub fn consul() -> Observer {
-    Observer::Consul
 }
 
 /// The PromQL template of `metric` for `observer`; None for the router, which needs none.
@@ -68,12 +64,13 @@ pub fn query(observer: Observer, metric: BuiltinMetric) -> Option<&'static str> 
             r#"histogram_quantile( 0.99, sum( rate( osm_request_duration_ms_bucket{ destination_namespace="{{ namespace }}", destination_kind="Deployment", destination_name="{{ target }}" }[{{ interval }}] ) ) by (le) )"#
         }
         // The canary's Envoy sidecar, inbound (`local_app`), tagged with its Consul service by
-        // Consul's default stats tags.
+        // Consul's default stats tags: the consul backend registers the canary's pods as the
+        // Consul service `<apex>-canary`.
         (Observer::Consul, SuccessRate) => {
-            r#"sum( rate( envoy_cluster_upstream_rq{ namespace="{{ namespace }}", consul_source_service="{{ target }}", envoy_cluster_name="local_app", envoy_response_code!~"5.*" }[{{ interval }}] ) ) / sum( rate( envoy_cluster_upstream_rq{ namespace="{{ namespace }}", consul_source_service="{{ target }}", envoy_cluster_name="local_app" }[{{ interval }}] ) ) * 100"#
+            r#"sum( rate( envoy_cluster_upstream_rq{ namespace="{{ namespace }}", consul_source_service="{{ service }}-canary", envoy_cluster_name="local_app", envoy_response_code!~"5.*" }[{{ interval }}] ) ) / sum( rate( envoy_cluster_upstream_rq{ namespace="{{ namespace }}", consul_source_service="{{ service }}-canary", envoy_cluster_name="local_app" }[{{ interval }}] ) ) * 100"#
         }
         (Observer::Consul, DurationP99) => {
-            r#"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ namespace="{{ namespace }}", consul_source_service="{{ target }}", envoy_cluster_name="local_app" }[{{ interval }}] ) ) by (le) )"#
+            r#"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ namespace="{{ namespace }}", consul_source_service="{{ service }}-canary", envoy_cluster_name="local_app" }[{{ interval }}] ) ) by (le) )"#
         }
         (Observer::Http, SuccessRate) => {
             r#"sum( rate( http_request_duration_seconds_count{ kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)", status!~"5.*" }[{{ interval }}] ) ) / sum( rate( http_request_duration_seconds_count{ kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[{{ interval }}] ) ) * 100"#
@@ -101,6 +98,7 @@ mod tests {
             Provider::Linkerd,
             Provider::SmiV1alpha3,
             Provider::Osm,
+            Provider::Consul,
         ] {
             assert!(observer(p).is_some(), "{p}");
         }

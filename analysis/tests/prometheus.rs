@@ -105,8 +105,8 @@ fn mesh_series() -> String {
         ),
         (
             "envoy_cluster_upstream_rq",
-            r#"namespace="test",consul_source_service="podinfo",envoy_cluster_name="local_app",envoy_response_code="200""#,
-            r#"namespace="test",consul_source_service="podinfo",envoy_cluster_name="local_app",envoy_response_code="503""#,
+            r#"namespace="test",consul_source_service="podinfo-canary",envoy_cluster_name="local_app",envoy_response_code="200""#,
+            r#"namespace="test",consul_source_service="podinfo-canary",envoy_cluster_name="local_app",envoy_response_code="503""#,
         ),
         (
             "http_request_duration_seconds_count",
@@ -145,7 +145,7 @@ fn mesh_series() -> String {
         ),
         (
             "envoy_cluster_upstream_rq_time_bucket",
-            r#"namespace="test",consul_source_service="podinfo",envoy_cluster_name="local_app""#,
+            r#"namespace="test",consul_source_service="podinfo-canary",envoy_cluster_name="local_app""#,
             ["10", "50", "100", "250", "+Inf"],
         ),
         (
@@ -183,6 +183,7 @@ async fn every_providers_built_in_queries_read_their_meshs_series() {
         Provider::Istio,
         Provider::Linkerd,
         Provider::Osm,
+        Provider::Consul,
         Provider::SmiV1alpha3,
         Provider::Kubernetes,
         Provider::GatewayApiV1,
@@ -197,31 +198,6 @@ async fn every_providers_built_in_queries_read_their_meshs_series() {
         assert!((v - 100.0).abs() < 1.0, "{provider} p99 {v} ms");
         assert_eq!(m.resolved.unwrap().provider(), "prometheus");
     }
-    // Consul has no Flagger provider name: its observer is asked directly.
-    let q = siskin_analysis::template::render(
-        "consul",
-        siskin_analysis::observers::query(
-            siskin_analysis::observers::consul(),
-            BuiltinMetric::SuccessRate,
-        )
-        .unwrap(),
-        &Vars {
-            interval: "1m".into(),
-            ..vars()
-        },
-    )
-    .unwrap();
-    let p = siskin_analysis::providers::prometheus::PrometheusProvider::new(
-        &prom.url,
-        &BTreeMap::new(),
-        false,
-        None,
-    )
-    .unwrap();
-    let v = siskin_analysis::MetricsProvider::query(&p, &siskin_analysis::Query::Text(q))
-        .await
-        .unwrap();
-    assert!((v - 98.0).abs() < 0.5, "consul success rate {v}");
 }
 
 async fn router_with_apps() -> (u16, u16) {

@@ -34,6 +34,8 @@ pub trait TrafficBackend: Send + Sync {
     fn capabilities_for(&self, _spec: &CanarySpec) -> Capabilities {
         self.capabilities()
     }
+    /// What it writes, in one sentence (for `docs/providers.md`).
+    fn writes(&self) -> &'static str;
     /// The objects its plans and observations read.
     fn reads(&self, cx: &Context<'_>) -> Vec<Read>;
     /// Whether `observe` compares with what the built-in routers serve (`/config`).
@@ -134,6 +136,79 @@ impl Backends for Registry {
     }
 }
 
+/// `docs/providers.md`: what every backend can do and writes, from `capabilities()` and
+/// `writes()` (a test fails when the committed file is not this).
+pub fn provider_matrix() -> String {
+    let yes = |b: bool| if b { "yes" } else { "—" };
+    let mut out = String::from(
+        "# Traffic providers\n\n\
+         Generated from the backend registry (`operator/src/backends.rs`: each backend's \
+         `capabilities()` and `writes()`); `cargo test -p siskin-operator provider_matrix` fails when \
+         this file is stale, `SISKIN_UPDATE_DOCS=1` rewrites it. `siskin validate` and the operator \
+         refuse what a provider cannot do, naming the providers that can. Every provider's objects \
+         are in `operator/tests/render/golden/<provider>/`, and every backend runs a whole release on a \
+         real API server in `operator/tests/operator_e2e.rs` (`smi:v1alpha1` and `smi:v1alpha2` \
+         through `linkerd` and `osm`, which write the same objects).\n\n\
+         Every provider also writes the Services `<apex>-primary` and `<apex>-canary`, and the apex \
+         Service `<apex>` (selecting the primary's pods, except with `builtin`).\n\n\
+         | provider | weights | A/B match | mirror | mirror in canary runs | mirrorWeight | session affinity | primary cookie | `spec.service` routing fields |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let row = |out: &mut String, name: &str, c: Capabilities| {
+        let fields = if c.service_fields.is_empty() {
+            "—".to_string()
+        } else {
+            c.service_fields
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {fields} |\n",
+            yes(c.weights),
+            yes(c.header_match),
+            yes(c.mirror),
+            yes(c.mirror_in_canary),
+            yes(c.mirror_weight),
+            yes(c.session_affinity),
+            yes(c.primary_cookie),
+        ));
+    };
+    let gamma: CanarySpec = serde_json::from_value(serde_json::json!({
+        "service": {"port": 80, "gatewayRefs": [{"kind": "Service", "name": "apex"}]}
+    }))
+    .unwrap_or_default();
+    for b in REGISTRY.backends {
+        row(&mut out, b.provider().name(), b.capabilities());
+        if b.capabilities_for(&gamma) != b.capabilities() {
+            row(
+                &mut out,
+                &format!("{}` with `service.gatewayRefs", b.provider().name()),
+                b.capabilities_for(&gamma),
+            );
+        }
+    }
+    out.push_str("\n## What each provider writes\n\n");
+    for b in REGISTRY.backends {
+        out.push_str(&format!("- `{}`: {}.\n", b.provider().name(), b.writes()));
+    }
+    let missing: Vec<&str> = Provider::NAMES
+        .iter()
+        .copied()
+        .filter(|n| !REGISTRY.names().contains(n))
+        .collect();
+    out.push_str(&format!(
+        "\nNot implemented yet, refused by `siskin validate` and the operator: {}.\n",
+        missing
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out
+}
+
 /// The routing objects and generated Services for `intent`: what the operator applies for an
 /// `SetRoutes` action and what `siskin render` prints.
 pub fn plan_routing(
@@ -157,6 +232,20 @@ mod tests {
 
     use super::{consul::Consul, istio::Istio, *};
     use crate::objects::Kind;
+
+    #[test]
+    fn provider_matrix_in_the_docs_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/providers.md");
+        let want = provider_matrix();
+        if std::env::var_os("SISKIN_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/providers.md is stale: SISKIN_UPDATE_DOCS=1 cargo test -p siskin-operator provider_matrix"
+        );
+    }
 
     #[test]
     fn the_registry_refuses_names_without_a_backend() {

@@ -156,6 +156,10 @@ impl TrafficBackend for Builtin {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        "Gateway API `HTTPRoute` `<apex>` whose parent is the apex Service, which has no selector: its EndpointSlices (written by Siskin) are the router pods, and the built-in router serves the route"
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         let (ns, name) = cx.router_service;
         vec![

@@ -56,6 +56,10 @@ impl TrafficBackend for Consul {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        "`consul.hashicorp.com/v1alpha1` `ServiceDefaults` (protocol) for `<apex>`, `<apex>-primary`, `<apex>-canary`, `ServiceSplitter` `<apex>` (weights) and `ServiceRouter` `<apex>` (A/B); waits while consul-k8s reports `Synced: False`"
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         let mut out = vec![
             Read::Named(ObjectRef::new(

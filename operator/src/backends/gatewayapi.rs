@@ -102,6 +102,17 @@ impl TrafficBackend for GatewayApi {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        match self {
+            GatewayApi::V1 => {
+                "`gateway.networking.k8s.io/v1` `HTTPRoute` `<apex>` attached to `service.gatewayRefs`; waits until every parent has Accepted its generation"
+            }
+            GatewayApi::V1beta1 => {
+                "`gateway.networking.k8s.io/v1beta1` `HTTPRoute` `<apex>` attached to `service.gatewayRefs` (no timeouts, no primary cookie); waits until every parent has Accepted its generation"
+            }
+        }
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         vec![
             Read::Named(ObjectRef::new(

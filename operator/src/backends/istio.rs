@@ -73,6 +73,10 @@ impl TrafficBackend for Istio {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        "`networking.istio.io/v1beta1` `VirtualService` `<apex>` (routes `siskin-*`; the user's own routes kept, the adopted spec kept in `siskin.dev/original-configuration` for revertOnDeletion) and `DestinationRule`s `<apex>-primary`, `<apex>-canary` (`service.trafficPolicy`); TCP routes for `appProtocol: tcp`"
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         vec![
             Read::Named(ObjectRef::new(

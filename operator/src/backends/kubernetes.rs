@@ -34,6 +34,10 @@ impl TrafficBackend for Kubernetes {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        "nothing but the Services: the apex Service's selector switches between the primary's and the canary's pods (blue/green)"
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         vec![Read::Named(ObjectRef::new(
             Kind::Service,

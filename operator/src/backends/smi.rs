@@ -178,6 +178,20 @@ impl TrafficBackend for Smi {
         }
     }
 
+    fn writes(&self) -> &'static str {
+        match self {
+            Smi::V1alpha1 => {
+                "`split.smi-spec.io/v1alpha1` `TrafficSplit` `<apex>` (weights as quantities)"
+            }
+            Smi::V1alpha2 => "`split.smi-spec.io/v1alpha2` `TrafficSplit` `<apex>`",
+            Smi::V1alpha3 => "`split.smi-spec.io/v1alpha3` `TrafficSplit` `<apex>`",
+            Smi::Osm => "`split.smi-spec.io/v1alpha2` `TrafficSplit` `<apex>` (Open Service Mesh)",
+            Smi::Linkerd => {
+                "`split.smi-spec.io/v1alpha1` `TrafficSplit` `<apex>` (linkerd-smi); with `service.gatewayRefs` (GAMMA: the apex Service as parent) a `gateway.networking.k8s.io/v1` `HTTPRoute` `<apex>` instead"
+            }
+        }
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         if let Some(g) = self.gamma(&cx.canary.spec) {
             return g.reads(cx);
