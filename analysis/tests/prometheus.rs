@@ -12,8 +12,8 @@ use std::{
 };
 
 use siskin_analysis::{
-    Analyzer, BuiltinMetric, Measurement, MetricSource, NoSecrets, ProviderError, Secrets, Source,
-    Vars, assess_measurement,
+    Analyzer, Measurement, MetricSource, NoSecrets, ProviderError, Secrets, Source, Vars,
+    assess_measurement,
     providers::router_stats::RouterStatsProvider,
     resolve::{self, Context},
 };

@@ -10,6 +10,7 @@
 pub mod builtin;
 pub mod consul;
 pub mod gatewayapi;
+pub mod grpcroute;
 pub mod httproute;
 pub mod istio;
 pub mod kubernetes;
@@ -136,8 +137,8 @@ impl Backends for Registry {
     }
 }
 
-/// `docs/providers.md`: what every backend can do and writes, from `capabilities()` and
-/// `writes()` (a test fails when the committed file is not this).
+/// `docs/providers.md` and `siskin providers`: what every backend can do and writes, from
+/// `capabilities()` and `writes()` (a test fails when the committed file is not this).
 pub fn provider_matrix() -> String {
     let yes = |b: bool| if b { "yes" } else { "—" };
     let mut out = String::from(
@@ -165,7 +166,7 @@ pub fn provider_matrix() -> String {
                 .join(", ")
         };
         out.push_str(&format!(
-            "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {fields} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {fields} |\n",
             yes(c.weights),
             yes(c.header_match),
             yes(c.mirror),
@@ -175,18 +176,40 @@ pub fn provider_matrix() -> String {
             yes(c.primary_cookie),
         ));
     };
-    let gamma: CanarySpec = serde_json::from_value(serde_json::json!({
-        "service": {"port": 80, "gatewayRefs": [{"kind": "Service", "name": "apex"}]}
-    }))
-    .unwrap_or_default();
+    let variant = |service: serde_json::Value| -> CanarySpec {
+        serde_json::from_value(serde_json::json!({ "service": service })).unwrap_or_default()
+    };
+    let variants = [
+        (
+            "with `service.gatewayRefs`",
+            variant(
+                serde_json::json!({"port": 80, "gatewayRefs": [{"kind": "Service", "name": "apex"}]}),
+            ),
+        ),
+        (
+            "with `service.appProtocol: grpc`",
+            variant(
+                serde_json::json!({"port": 80, "appProtocol": "grpc", "gatewayRefs": [{"name": "gw"}]}),
+            ),
+        ),
+    ];
     for b in REGISTRY.backends {
-        row(&mut out, b.provider().name(), b.capabilities());
-        if b.capabilities_for(&gamma) != b.capabilities() {
-            row(
-                &mut out,
-                &format!("{}` with `service.gatewayRefs", b.provider().name()),
-                b.capabilities_for(&gamma),
-            );
+        let mut shown = vec![b.capabilities()];
+        row(
+            &mut out,
+            &format!("`{}`", b.provider().name()),
+            b.capabilities(),
+        );
+        for (label, spec) in &variants {
+            let caps = b.capabilities_for(spec);
+            if !shown.contains(&caps) {
+                row(
+                    &mut out,
+                    &format!("`{}` {label}", b.provider().name()),
+                    caps,
+                );
+                shown.push(caps);
+            }
         }
     }
     out.push_str("\n## What each provider writes\n\n");
@@ -304,8 +327,13 @@ mod tests {
     /// serve, and a second plan over its own objects writes the same objects.
     #[test]
     fn every_backend_observes_what_it_planned() {
-        for backend in REGISTRY.backends {
-            let c = canary(backend.provider().name(), json!({}));
+        let grpc = json!({"service": {"port": 9898, "appProtocol": "grpc", "gatewayRefs": [{"name": "gw"}]}});
+        for (backend, extra) in REGISTRY
+            .backends
+            .iter()
+            .flat_map(|b| [(*b, json!({})), (*b, grpc.clone())])
+        {
+            let c = canary(backend.provider().name(), extra);
             with(&c, |cx| {
                 let weights: &[u8] = if backend.capabilities().weights {
                     &[0, 10, 55, 100]

@@ -27,6 +27,8 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     /// `gateway.networking.k8s.io HTTPRoute` (v1 or v1beta1).
     HttpRoute(&'static str),
+    /// `gateway.networking.k8s.io/v1 GRPCRoute`.
+    GrpcRoute,
     /// `networking.istio.io/v1beta1 VirtualService`.
     VirtualService,
     /// `networking.istio.io/v1beta1 DestinationRule`.
@@ -131,6 +133,7 @@ impl Kind {
                 "HTTPRoute",
                 "httproutes",
             ),
+            Kind::GrpcRoute => ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes"),
             Kind::VirtualService => (
                 "networking.istio.io",
                 "v1beta1",
@@ -187,6 +190,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Kind::HttpRoute(_) => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
             Kind::TrafficSplit(_) => "TrafficSplit",

@@ -123,6 +123,30 @@ const CASES: &[Case] = &[
         args: &[],
     },
     Case {
+        golden: "gatewayapi-v1/grpc-initialized",
+        input: "gatewayapi-grpc.yaml",
+        status: None,
+        args: &[],
+    },
+    Case {
+        golden: "gatewayapi-v1/grpc-weight-10",
+        input: "gatewayapi-grpc.yaml",
+        status: None,
+        args: &["--canary-weight", "10"],
+    },
+    Case {
+        golden: "gatewayapi-v1/grpc-promoted",
+        input: "gatewayapi-grpc.yaml",
+        status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "gatewayapi-v1/grpc-ab",
+        input: "gatewayapi-grpc-ab.yaml",
+        status: None,
+        args: &["--canary-weight", "100"],
+    },
+    Case {
         golden: "gatewayapi-v1beta1/initialized",
         input: "gatewayapi-v1beta1.yaml",
         status: None,
@@ -685,6 +709,7 @@ async fn every_golden_output_is_accepted_by_the_api_server() {
         "ServiceSplitter",
         "ServiceRouter",
         "ServiceDefaults",
+        "GRPCRoute",
     ] {
         assert!(kinds.contains_key(kind), "no {kind} was tried: {kinds:?}");
     }

@@ -1,14 +1,15 @@
 //! `gatewayapi:v1` and `gatewayapi:v1beta1`: the same `HTTPRoute` as `builtin`, attached to the
-//! Gateways in `service.gatewayRefs` of an external Gateway API implementation. The apex
-//! Service selects the primary's pods.
+//! Gateways in `service.gatewayRefs` of an external Gateway API implementation; with `v1`, a
+//! Canary whose `service.appProtocol` is `grpc` gets a `GRPCRoute` instead. The apex Service
+//! selects the primary's pods.
 
-use siskin_api::{Capabilities, Provider};
+use siskin_api::{CanarySpec, Capabilities, Provider};
 use siskin_driver::RoutingIntent;
 use siskin_engine::RouteState;
 use siskin_foreign::gateway::httproutes::HttpRouteParentRefs;
 use siskin_route::ConfigReport;
 
-use super::{Context, PlanError, TrafficBackend, httproute};
+use super::{Context, PlanError, TrafficBackend, grpcroute, httproute};
 use crate::{
     objects::{Change, Cluster, Kind, Object, ObjectRef, Read},
     services::{self, ApexSelector},
@@ -62,6 +63,25 @@ impl GatewayApi {
     }
 }
 
+impl GatewayApi {
+    /// Whether this Canary gets a GRPCRoute (v1 only; v1beta1 has no GRPCRoute).
+    fn grpc(self, spec: &CanarySpec) -> bool {
+        self == GatewayApi::V1 && grpcroute::is_grpc(spec)
+    }
+}
+
+/// What a GRPCRoute can do: weights, header and method matches, blue/green mirroring.
+const GRPC: Capabilities = Capabilities {
+    weights: true,
+    header_match: true,
+    mirror: true,
+    mirror_in_canary: false,
+    mirror_weight: false,
+    session_affinity: false,
+    primary_cookie: false,
+    service_fields: &["match", "headers", "hosts", "gatewayRefs"],
+};
+
 impl TrafficBackend for GatewayApi {
     fn provider(&self) -> Provider {
         match self {
@@ -113,7 +133,21 @@ impl TrafficBackend for GatewayApi {
         }
     }
 
+    fn capabilities_for(&self, spec: &CanarySpec) -> Capabilities {
+        if self.grpc(spec) {
+            GRPC
+        } else {
+            self.capabilities()
+        }
+    }
+
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
+        if self.grpc(&cx.canary.spec) {
+            return vec![
+                Read::Named(ObjectRef::new(Kind::GrpcRoute, cx.namespace, cx.apex())),
+                Read::Named(ObjectRef::new(Kind::Service, cx.namespace, cx.apex())),
+            ];
+        }
         vec![
             Read::Named(ObjectRef::new(
                 Kind::HttpRoute(self.version()),
@@ -130,9 +164,15 @@ impl TrafficBackend for GatewayApi {
         intent: &RoutingIntent,
         cluster: &Cluster,
     ) -> Result<Vec<Object>, PlanError> {
+        let shape = self.shape(cx)?;
+        let route = if self.grpc(&cx.canary.spec) {
+            grpcroute::plan(cx, intent, cluster, &shape.parents, &shape.hostnames)?
+        } else {
+            httproute::plan(cx, intent, cluster, &shape)?
+        };
         Ok(vec![
             services::apex(cx, ApexSelector::Pods(cx.primary_selector()), cluster)?,
-            httproute::plan(cx, intent, cluster, &self.shape(cx)?)?,
+            route,
         ])
     }
 
@@ -144,6 +184,16 @@ impl TrafficBackend for GatewayApi {
         cluster: &Cluster,
         _routers: Option<&[ConfigReport]>,
     ) -> Result<RouteState, PlanError> {
+        if self.grpc(&cx.canary.spec) {
+            let Some(route) = grpcroute::existing(cx, cluster)? else {
+                return Ok(RouteState::Absent);
+            };
+            return Ok(match grpcroute::observe(cx, &route) {
+                None => RouteState::Absent,
+                Some((split, true)) => RouteState::Applied(split),
+                Some((_, false)) => RouteState::Converging,
+            });
+        }
         let Some(route) = httproute::existing(cx, cluster, self.version())? else {
             return Ok(RouteState::Absent);
         };
@@ -158,9 +208,12 @@ impl TrafficBackend for GatewayApi {
     }
 
     fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
-        let mut out: Vec<Change> = httproute::revert(cx, cluster, self.version())?
-            .into_iter()
-            .collect();
+        let route = if self.grpc(&cx.canary.spec) {
+            grpcroute::revert(cx, cluster)?
+        } else {
+            httproute::revert(cx, cluster, self.version())?
+        };
+        let mut out: Vec<Change> = route.into_iter().collect();
         out.push(Change::Apply(services::apex(
             cx,
             ApexSelector::Pods(cx.canary_selector()),

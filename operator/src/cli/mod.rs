@@ -22,6 +22,8 @@ enum Command {
     Validate(validate::Args),
     /// Print every object the operator would apply for a Canary at a routing state.
     Render(render::Args),
+    /// Print the traffic providers this build implements: what each can do and writes.
+    Providers,
     /// Release upstreams listed in a file through the built-in router (no Kubernetes).
     Run(RunArgs),
     /// Watch a good release promoted and a bad one rolled back, on this machine.
@@ -87,6 +89,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Providers => {
+            print!("{}", crate::backends::provider_matrix());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
