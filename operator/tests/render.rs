@@ -87,6 +87,12 @@ const CASES: &[Case] = &[
         args: &[],
     },
     Case {
+        golden: "builtin/grpc-mirrored",
+        input: "builtin-grpc.yaml",
+        status: None,
+        args: &["--canary-weight", "10", "--mirrored"],
+    },
+    Case {
         golden: "gatewayapi-v1/initialized",
         input: "gatewayapi.yaml",
         status: None,

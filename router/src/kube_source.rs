@@ -45,6 +45,60 @@ fn httproute_resource() -> ApiResource {
     ApiResource::erase::<HttpRoute>(&())
 }
 
+fn grpcroute_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute"),
+        "grpcroutes",
+    )
+}
+
+/// A GRPCRoute as the HTTPRoute it means to this router: a gRPC method is the path
+/// `/<service>/<method>` of an HTTP/2 POST, so each method match becomes a path match
+/// (exact method: exact path; a whole service: the path prefix `/<service>`; regular
+/// expressions: an anchored path expression). Headers, filters (request and response header
+/// modifiers, mirrors) and backendRefs have the same shape in both.
+pub fn grpc_as_http(mut v: serde_json::Value) -> serde_json::Value {
+    v["kind"] = "HTTPRoute".into();
+    for rule in v["spec"]["rules"].as_array_mut().into_iter().flatten() {
+        for m in rule["matches"].as_array_mut().into_iter().flatten() {
+            let Some(method) = m.as_object_mut().and_then(|o| o.remove("method")) else {
+                continue;
+            };
+            let service = method["service"].as_str().filter(|s| !s.is_empty());
+            let name = method["method"].as_str().filter(|s| !s.is_empty());
+            let path = if method["type"] == "RegularExpression" {
+                serde_json::json!({"type": "RegularExpression", "value": format!(
+                    "^/{}/{}$", service.unwrap_or("[^/]+"), name.unwrap_or("[^/]+"))})
+            } else {
+                match (service, name) {
+                    (Some(s), Some(n)) => {
+                        serde_json::json!({"type": "Exact", "value": format!("/{s}/{n}")})
+                    }
+                    (Some(s), None) => {
+                        serde_json::json!({"type": "PathPrefix", "value": format!("/{s}")})
+                    }
+                    (None, Some(n)) => serde_json::json!({"type": "RegularExpression",
+                        "value": format!("^/[^/]+/{}$", regex_escape(n))}),
+                    (None, None) => continue,
+                }
+            };
+            m["path"] = path;
+        }
+    }
+    v
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The routes as the one HTTPRoute type the operator writes. A route that does not decode (an
 /// experimental-channel filter or field value the standard type does not know) is skipped with
 /// a warning, and the others are still served: one odd route must not take every route down.
@@ -52,14 +106,17 @@ fn typed(routes: &[Arc<DynamicObject>]) -> Vec<Arc<HttpRoute>> {
     routes
         .iter()
         .filter_map(|r| {
-            let value = serde_json::to_value(r.as_ref()).ok()?;
+            let mut value = serde_json::to_value(r.as_ref()).ok()?;
+            if value["kind"] == "GRPCRoute" {
+                value = grpc_as_http(value);
+            }
             match serde_json::from_value::<HttpRoute>(value) {
                 Ok(route) => Some(Arc::new(route)),
                 Err(e) => {
                     tracing::warn!(
                         route = %format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
                         error = %e,
-                        "HTTPRoute skipped: it does not decode as a standard-channel HTTPRoute"
+                        "route skipped: it does not decode as a standard-channel HTTPRoute or GRPCRoute"
                     );
                     None
                 }
@@ -72,22 +129,30 @@ fn typed(routes: &[Arc<DynamicObject>]) -> Vec<Arc<HttpRoute>> {
 /// Services or EndpointSlices change. Runs until the process ends.
 pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Send + 'static) {
     let changed = Arc::new(Notify::new());
-    let (hr, gw) = (httproute_resource(), gateway_resource());
-    let (routes_api, gateways_api, services_api, slices_api) = match opts.namespace.as_deref() {
-        Some(ns) => (
-            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &hr),
-            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
-            Api::<Service>::namespaced(client.clone(), ns),
-            Api::<EndpointSlice>::namespaced(client, ns),
-        ),
-        None => (
-            Api::<DynamicObject>::all_with(client.clone(), &hr),
-            Api::<DynamicObject>::all_with(client.clone(), &gw),
-            Api::<Service>::all(client.clone()),
-            Api::<EndpointSlice>::all(client),
-        ),
-    };
+    let (hr, gr, gw) = (
+        httproute_resource(),
+        grpcroute_resource(),
+        gateway_resource(),
+    );
+    let (routes_api, grpc_api, gateways_api, services_api, slices_api) =
+        match opts.namespace.as_deref() {
+            Some(ns) => (
+                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &hr),
+                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gr),
+                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
+                Api::<Service>::namespaced(client.clone(), ns),
+                Api::<EndpointSlice>::namespaced(client, ns),
+            ),
+            None => (
+                Api::<DynamicObject>::all_with(client.clone(), &hr),
+                Api::<DynamicObject>::all_with(client.clone(), &gr),
+                Api::<DynamicObject>::all_with(client.clone(), &gw),
+                Api::<Service>::all(client.clone()),
+                Api::<EndpointSlice>::all(client),
+            ),
+        };
     let routes = store(routes_api, hr, changed.clone());
+    let grpc_routes = store(grpc_api, gr, changed.clone());
     let gateways = store(gateways_api, gw, changed.clone());
     let services = store(services_api, (), changed.clone());
     let slices = store(slices_api, (), changed.clone());
@@ -95,8 +160,10 @@ pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Sen
         changed.notified().await;
         // Coalesce bursts (a rollout touches several objects at once).
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut all = routes.state();
+        all.extend(grpc_routes.state());
         let config = translate(
-            &typed(&routes.state()),
+            &typed(&all),
             &gateways.state(),
             &services.state(),
             &slices.state(),
@@ -533,6 +600,55 @@ mod typed_tests {
             }))
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn a_grpcroute_is_served_as_the_paths_of_its_methods() {
+        let grpc: Arc<DynamicObject> = Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+                "metadata": {"name": "echo", "namespace": "ns"},
+                "spec": {"rules": [{"name": "siskin-ab",
+                    "matches": [
+                        {"method": {"type": "Exact", "service": "pkg.Echo", "method": "Say"},
+                         "headers": [{"name": "x-canary", "value": "insider"}]},
+                        {"method": {"service": "pkg.Health"}},
+                        {"method": {"type": "RegularExpression", "method": "Get.*"}}],
+                    "backendRefs": [{"name": "svc", "port": 80, "weight": 3}]}]}
+            }))
+            .unwrap(),
+        );
+        let typed = typed(&[grpc]);
+        assert_eq!(typed.len(), 1);
+        let rule = &typed[0].spec.rules.as_ref().unwrap()[0];
+        let paths: Vec<(String, String)> = rule
+            .matches
+            .iter()
+            .flatten()
+            .map(|m| {
+                let p = m.path.as_ref().unwrap();
+                (
+                    format!("{:?}", p.r#type.as_ref().unwrap()),
+                    p.value.clone().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("Exact".to_string(), "/pkg.Echo/Say".to_string()),
+                ("PathPrefix".to_string(), "/pkg.Health".to_string()),
+                (
+                    "RegularExpression".to_string(),
+                    "^/[^/]+/Get.*$".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            rule.matches.as_ref().unwrap()[0].headers.as_ref().unwrap()[0].name,
+            "x-canary"
+        );
+        assert_eq!(rule.backend_refs.as_ref().unwrap()[0].weight, Some(3));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The router's Kubernetes source against a real API server: an HTTPRoute whose parent is a
 //! Service (GAMMA) is served with the endpoints of its backends' EndpointSlices, and a weight
-//! change in the HTTPRoute reaches traffic.
+//! change in the HTTPRoute reaches traffic; a GRPCRoute is served by method and header.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -141,4 +141,108 @@ async fn serves_httproutes_with_service_parents_and_follows_weight_changes() {
         );
     }
     assert!((60..=140).contains(&hits), "{hits} of 200 at 50/50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_grpcroutes_by_method_and_header() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = format!("grpc-{}", std::process::id() % 100_000);
+    let pp = PatchParams::apply("test").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &pp,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (p, c) = (
+        Upstream::start("primary", true).await,
+        Upstream::start("canary", true).await,
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for (name, port) in [
+        ("echo", 0),
+        ("echo-primary", p.port),
+        ("echo-canary", c.port),
+    ] {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "grpc", "port": 9999, "appProtocol": "kubernetes.io/h2c"}]}});
+        services
+            .patch(name, &pp, &Patch::Apply(&svc))
+            .await
+            .unwrap();
+        if port > 0 {
+            localnode::publish_endpoints(&client, &ns, name, "grpc", &[port])
+                .await
+                .unwrap();
+        }
+    }
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "GRPCRoute"),
+        "grpcroutes",
+    );
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute", "metadata": {"name": "echo"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 9999}],
+            "rules": [
+                {"name": "siskin-ab", "matches": [{"method": {"service": "pkg.Echo", "method": "Say"},
+                    "headers": [{"name": "x-canary", "value": "insider"}]}],
+                 "backendRefs": [{"name": "echo-primary", "port": 9999, "weight": 0}, {"name": "echo-canary", "port": 9999, "weight": 100}]},
+                {"name": "siskin-primary", "backendRefs": [{"name": "echo-primary", "port": 9999}]}]}});
+    routes
+        .patch("echo", &pp, &Patch::Apply(&route))
+        .await
+        .unwrap();
+    let router = RouterProcess::start_kubernetes(&plane.kubeconfig, &ns).await;
+    let h2: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let call = |path: &str, insider: bool| {
+        let mut req = http::Request::post(format!("http://127.0.0.1:{}{path}", router.port))
+            .header("host", format!("echo.{ns}:9999"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if insider {
+            req = req.header("x-canary", "insider");
+        }
+        let req = req
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        let h2 = h2.clone();
+        async move {
+            let resp = h2.request(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap();
+            let grpc_status = body.trailers().and_then(|t| t.get("grpc-status").cloned());
+            (status, grpc_status)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while call("/pkg.Echo/Say", false).await.0 != 200 {
+        assert!(Instant::now() < deadline, "GRPCRoute not served in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (p0, c0) = (p.hits.load(SeqCst), c.hits.load(SeqCst));
+    for _ in 0..10 {
+        let (status, grpc_status) = call("/pkg.Echo/Say", true).await;
+        assert_eq!(status, 200);
+        assert_eq!(grpc_status.unwrap(), "0", "trailers pass through");
+        call("/pkg.Echo/Say", false).await;
+        call("/pkg.Echo/Other", true).await;
+    }
+    assert_eq!(
+        c.hits.load(SeqCst) - c0,
+        10,
+        "the matching method with the header: canary"
+    );
+    assert_eq!(p.hits.load(SeqCst) - p0, 20, "everything else: primary");
 }

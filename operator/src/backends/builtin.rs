@@ -10,7 +10,7 @@ use siskin_engine::RouteState;
 use siskin_foreign::gateway::httproutes::HttpRouteParentRefs;
 use siskin_route::ConfigReport;
 
-use super::{Context, PlanError, TrafficBackend, httproute};
+use super::{Context, PlanError, TrafficBackend, grpcroute, httproute};
 use crate::{
     objects::{Change, Cluster, Kind, Object, ObjectRef, Read},
     services::{self, ApexSelector},
@@ -131,7 +131,28 @@ fn shape(cx: &Context<'_>) -> Result<httproute::Shape, PlanError> {
     })
 }
 
+/// What the router can do for a gRPC Service's GRPCRoute: everything but cookies, rewrites
+/// and timeouts (GRPCRoute has none).
+const GRPC: Capabilities = Capabilities {
+    weights: true,
+    header_match: true,
+    mirror: true,
+    mirror_in_canary: true,
+    mirror_weight: true,
+    session_affinity: false,
+    primary_cookie: false,
+    service_fields: &["match", "headers"],
+};
+
 impl TrafficBackend for Builtin {
+    fn capabilities_for(&self, spec: &siskin_api::CanarySpec) -> Capabilities {
+        if grpcroute::is_grpc(spec) {
+            GRPC
+        } else {
+            self.capabilities()
+        }
+    }
+
     fn provider(&self) -> Provider {
         Provider::Builtin
     }
@@ -157,17 +178,18 @@ impl TrafficBackend for Builtin {
     }
 
     fn writes(&self) -> &'static str {
-        "Gateway API `HTTPRoute` `<apex>` whose parent is the apex Service, which has no selector: its EndpointSlices (written by Siskin) are the router pods, and the built-in router serves the route"
+        "Gateway API `HTTPRoute` `<apex>` (a `GRPCRoute` for `appProtocol: grpc`) whose parent is the apex Service, which has no selector: its EndpointSlices (written by Siskin) are the router pods, and the built-in router serves the route"
     }
 
     fn reads(&self, cx: &Context<'_>) -> Vec<Read> {
         let (ns, name) = cx.router_service;
+        let route = if grpcroute::is_grpc(&cx.canary.spec) {
+            Kind::GrpcRoute
+        } else {
+            Kind::HttpRoute("v1")
+        };
         vec![
-            Read::Named(ObjectRef::new(
-                Kind::HttpRoute("v1"),
-                cx.namespace,
-                cx.apex(),
-            )),
+            Read::Named(ObjectRef::new(route, cx.namespace, cx.apex())),
             Read::Named(ObjectRef::new(Kind::Service, cx.namespace, cx.apex())),
             Read::Labelled {
                 kind: Kind::EndpointSlice,
@@ -194,7 +216,12 @@ impl TrafficBackend for Builtin {
     ) -> Result<Vec<Object>, PlanError> {
         let mut out = vec![services::apex(cx, ApexSelector::None, cluster)?];
         out.extend(slices(cx, cluster));
-        out.push(httproute::plan(cx, intent, cluster, &shape(cx)?)?);
+        let shape = shape(cx)?;
+        out.push(if grpcroute::is_grpc(&cx.canary.spec) {
+            grpcroute::plan(cx, intent, cluster, &shape.parents, &shape.hostnames)?
+        } else {
+            httproute::plan(cx, intent, cluster, &shape)?
+        });
         Ok(out)
     }
 
@@ -206,10 +233,14 @@ impl TrafficBackend for Builtin {
         cluster: &Cluster,
         routers: Option<&[ConfigReport]>,
     ) -> Result<RouteState, PlanError> {
-        let Some(route) = httproute::existing(cx, cluster, "v1")? else {
-            return Ok(RouteState::Absent);
+        let written = if grpcroute::is_grpc(&cx.canary.spec) {
+            grpcroute::existing(cx, cluster)?
+                .and_then(|r| grpcroute::observe(cx, &r))
+                .map(|(split, _)| split)
+        } else {
+            httproute::existing(cx, cluster, "v1")?.and_then(|r| httproute::observe(cx, &r))
         };
-        let Some(written) = httproute::observe(cx, &route) else {
+        let Some(written) = written else {
             return Ok(RouteState::Absent);
         };
         let Some(routers) = routers else {
@@ -231,7 +262,12 @@ impl TrafficBackend for Builtin {
     }
 
     fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
-        let mut out: Vec<Change> = httproute::revert(cx, cluster, "v1")?.into_iter().collect();
+        let route = if grpcroute::is_grpc(&cx.canary.spec) {
+            grpcroute::revert(cx, cluster)?
+        } else {
+            httproute::revert(cx, cluster, "v1")?
+        };
+        let mut out: Vec<Change> = route.into_iter().collect();
         for v in cluster.labelled(
             Kind::EndpointSlice,
             cx.namespace,
