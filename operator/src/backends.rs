@@ -435,6 +435,34 @@ mod tests {
     }
 
     #[test]
+    fn istio_waits_for_istiod_where_it_reports_status() {
+        let c = canary("istio", json!({}));
+        with(&c, |cx| {
+            let split = Split::to_canary(Weight::new(10).unwrap());
+            let intent = RoutingIntent::resolve(&c.spec, &split).unwrap();
+            let objects = Istio.plan(cx, &intent, &Cluster::new()).unwrap();
+            let vs = objects
+                .iter()
+                .find(|o| o.kind == Kind::VirtualService)
+                .unwrap();
+            let mut vs = vs.value.clone();
+            // istiod's status, in its own shape (a condition without a message or time).
+            vs["metadata"]["generation"] = json!(3);
+            vs["status"] = json!({"observedGeneration": "2",
+                "conditions": [{"type": "Reconciled", "status": "True"}]});
+            let mut cluster = Cluster::new();
+            cluster.insert(vs.clone());
+            assert_eq!(
+                Istio.observe(cx, &cluster, None).unwrap(),
+                RouteState::Converging
+            );
+            vs["status"]["observedGeneration"] = json!(3);
+            cluster.insert(vs);
+            assert_eq!(applied(&Istio, cx, &cluster).canary().get(), 10);
+        });
+    }
+
+    #[test]
     fn smi_weights_are_read_in_every_encoding() {
         let c = canary("smi:v1alpha1", json!({}));
         with(&c, |cx| {
@@ -512,8 +540,9 @@ mod tests {
             }
             assert_eq!(applied(&Consul, cx, &cluster).canary(), Weight::FULL);
             let mut refused = splitter.value.clone();
+            // consul-k8s leaves out an empty reason and message.
             refused["status"] = json!({"conditions": [{"type": "Synced", "status": "False",
-                "reason": "ConsulAgentError", "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}]});
+                "lastTransitionTime": "2026-12-01T00:00:00Z"}]});
             cluster.insert(refused);
             assert_eq!(
                 Consul.observe(cx, &cluster, None).unwrap(),

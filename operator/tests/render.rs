@@ -33,6 +33,18 @@ const PROMOTED: &str = "status:
   lastTransitionTime: 2026-12-01T11:00:00Z
 ";
 
+/// Promoted, with the last run's session cookie to expire.
+const EXPIRING: &str = "status:
+  phase: Succeeded
+  canaryWeight: 0
+  failedChecks: 0
+  iterations: 0
+  lastAppliedSpec: 0d7c8e4fa5b4a2a1
+  lastPromotedSpec: 0d7c8e4fa5b4a2a1
+  lastTransitionTime: 2026-12-01T11:00:00Z
+  previousSessionAffinityCookie: canary=0123456789abcdef
+";
+
 struct Case {
     /// `golden/<backend>/<state>.yaml`.
     golden: &'static str,
@@ -210,6 +222,12 @@ const CASES: &[Case] = &[
         golden: "istio/promoted",
         input: "istio.yaml",
         status: Some(PROMOTED),
+        args: &[],
+    },
+    Case {
+        golden: "istio/session-expired",
+        input: "istio.yaml",
+        status: Some(EXPIRING),
         args: &[],
     },
     Case {

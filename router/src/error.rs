@@ -23,13 +23,15 @@ pub enum ErrorKind {
     Overloaded,
     /// The request body is larger than allowed (413).
     BodyTooLarge,
+    /// The request path is malformed: not absolute, or a bad percent escape (400).
+    BadPath,
 }
 
 // === impl ErrorKind ===
 
 impl ErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::NoRoute,
         ErrorKind::NoBackend,
         ErrorKind::NoEndpoint,
@@ -39,6 +41,7 @@ impl ErrorKind {
         ErrorKind::BackendTimeout,
         ErrorKind::Overloaded,
         ErrorKind::BodyTooLarge,
+        ErrorKind::BadPath,
     ];
 
     /// The status answered to the client.
@@ -50,6 +53,7 @@ impl ErrorKind {
             ErrorKind::ConnectFailed | ErrorKind::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ErrorKind::RequestTimeout | ErrorKind::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BadPath => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -65,6 +69,7 @@ impl ErrorKind {
             ErrorKind::BackendTimeout => "backend_timeout",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::BadPath => "bad_path",
         }
     }
 

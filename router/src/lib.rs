@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod kube_source;
+pub mod normalize;
 pub mod proxy;
 pub mod server;
 pub mod state;

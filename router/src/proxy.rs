@@ -69,7 +69,7 @@ fn now_secs() -> (u64, u64) {
 /// Serves one request. Never fails: errors become responses with a classified status.
 pub async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     _peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -81,6 +81,33 @@ pub async fn handle(
             .record(sec, 503, Some(ErrorKind::Overloaded), started.elapsed());
         return Ok(error_response(ErrorKind::Overloaded));
     };
+    // Rules match, and upstreams receive, the normalized path (dot segments, merged slashes,
+    // decoded unreserved escapes): `/public/../admin` is `/admin` to both.
+    if req.method() != http::Method::CONNECT {
+        match crate::normalize::path(req.uri().path()) {
+            Err(_) if req.method() == http::Method::OPTIONS && req.uri().path() == "*" => {}
+            Err(_) => {
+                let (sec, _) = now_secs();
+                state
+                    .unrouted
+                    .record(sec, 400, Some(ErrorKind::BadPath), started.elapsed());
+                return Ok(error_response(ErrorKind::BadPath));
+            }
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
+            Ok(std::borrow::Cow::Owned(normal)) => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{normal}?{q}"),
+                    None => normal,
+                };
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = pq.parse().ok();
+                match http::Uri::from_parts(parts) {
+                    Ok(uri) => *req.uri_mut() = uri,
+                    Err(_) => return Ok(error_response(ErrorKind::BadPath)),
+                }
+            }
+        }
+    }
     let host = req
         .headers()
         .get(HOST)

@@ -535,3 +535,53 @@ async fn sigterm_drains_in_flight_requests() {
         "router exited cleanly after draining: {status:?}"
     );
 }
+
+/// Hostile paths sent as a client would send them (raw bytes, so no client library cleans
+/// them first): rules match, and the upstream receives, the normalized path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalized_before_matching_and_forwarding() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let public = Upstream::start("public", false).await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /public}}}}]\n    backendRefs: [{{name: p}}]\nbackends:\n- {{name: p, endpoints: [\"127.0.0.1:{}\"]}}\n",
+        public.port
+    );
+    let router = RouterProcess::start(&config).await;
+    let raw = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status: u16 = out[9..12].parse().unwrap();
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        (status, body)
+    };
+    for (path, status, seen) in [
+        ("/public/../admin/", 404, None),
+        ("/public/%2e%2e/admin", 404, None),
+        ("/public/.%2E/admin", 404, None),
+        ("//admin", 404, None),
+        ("/public/./a//b", 200, Some("public /public/a/b")),
+        ("/public/x/../y", 200, Some("public /public/y")),
+        ("/%70ublic/a", 200, Some("public /public/a")),
+        ("/public/a%2Fb", 200, Some("public /public/a%2Fb")),
+        ("/public/a%zz", 400, None),
+    ] {
+        let (got, body) = raw(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        if let Some(seen) = seen {
+            assert!(body.ends_with(seen), "{path}: the upstream saw {body:?}");
+        }
+    }
+    assert_eq!(
+        public.hits.load(SeqCst),
+        4,
+        "only the normalized /public paths reached it"
+    );
+}

@@ -184,35 +184,29 @@ impl TrafficBackend for Consul {
         cluster: &Cluster,
         _routers: Option<&[ConfigReport]>,
     ) -> Result<RouteState, PlanError> {
-        let Some(splitter) =
-            cluster.get::<ServiceSplitter>(Kind::ServiceSplitter, cx.namespace, cx.apex())?
-        else {
+        let Some(splitter_raw) = cluster.raw(Kind::ServiceSplitter, cx.namespace, cx.apex()) else {
             return Ok(RouteState::Absent);
         };
-        let router: Option<ServiceRouter> =
-            cluster.get(Kind::ServiceRouter, cx.namespace, cx.apex())?;
-        let synced = |conditions: Option<
-            &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-        >| {
-            !conditions
+        let router_raw = cluster.raw(Kind::ServiceRouter, cx.namespace, cx.apex());
+        // Specs typed, statuses as JSON: consul-k8s leaves out a condition's reason and
+        // message when they are empty, which the typed Condition requires.
+        let splitter: ServiceSplitterSpec = spec_of(cx, "ServiceSplitter", splitter_raw)?;
+        let router: Option<ServiceRouterSpec> = router_raw
+            .map(|r| spec_of(cx, "ServiceRouter", r))
+            .transpose()?;
+        let synced = |raw: Option<&serde_json::Value>| {
+            !raw.and_then(|r| r["status"]["conditions"].as_array())
                 .into_iter()
                 .flatten()
-                .any(|c| c.type_ == "Synced" && c.status == "False")
+                .any(|c| c["type"] == "Synced" && c["status"] == "False")
         };
-        if !synced(splitter.status.as_ref().and_then(|s| s.conditions.as_ref()))
-            || !synced(
-                router
-                    .as_ref()
-                    .and_then(|r| r.status.as_ref())
-                    .and_then(|s| s.conditions.as_ref()),
-            )
-        {
+        if !synced(Some(splitter_raw)) || !synced(router_raw) {
             return Ok(RouteState::Converging);
         }
         let canary_name = cx.canary_service();
         let to_canary = router
             .iter()
-            .flat_map(|r| r.spec.routes.iter().flatten())
+            .flat_map(|r| r.routes.iter().flatten())
             .any(|r| {
                 r.destination.as_ref().and_then(|d| d.service.as_deref())
                     == Some(canary_name.as_str())
@@ -221,7 +215,7 @@ impl TrafficBackend for Consul {
             return Ok(RouteState::Applied(Split::to_canary(Weight::FULL)));
         }
         let (mut canary, mut total) = (0.0, 0.0);
-        for s in splitter.spec.splits.iter().flatten() {
+        for s in splitter.splits.iter().flatten() {
             let w = s.weight.unwrap_or(0.0);
             total += w;
             if s.service.as_deref() == Some(canary_name.as_str()) {
@@ -261,6 +255,22 @@ impl TrafficBackend for Consul {
         )?));
         Ok(out)
     }
+}
+
+/// The spec of a config entry as it is.
+fn spec_of<T: serde::de::DeserializeOwned>(
+    cx: &Context<'_>,
+    kind: &str,
+    raw: &serde_json::Value,
+) -> Result<T, PlanError> {
+    serde_json::from_value(raw["spec"].clone()).map_err(|source| {
+        PlanError::Decode(crate::objects::DecodeError {
+            kind: kind.into(),
+            namespace: cx.namespace.to_string(),
+            name: cx.apex().to_string(),
+            source,
+        })
+    })
 }
 
 /// The three Consul services.

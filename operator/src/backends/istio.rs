@@ -106,20 +106,26 @@ impl TrafficBackend for Istio {
         Ok(out)
     }
 
-    /// The split of Siskin's weighted route. Istio reports no acceptance on a VirtualService
-    /// (istiod validates it when it is written), so what is written is what is served.
+    /// The split of Siskin's weighted route, once istiod has reconciled the current generation
+    /// where it reports status (`PILOT_ENABLE_STATUS`: `status.observedGeneration` and the
+    /// `Reconciled` condition); without status, what is written is what is served.
     fn observe(
         &self,
         cx: &Context<'_>,
         cluster: &Cluster,
         _routers: Option<&[ConfigReport]>,
     ) -> Result<RouteState, PlanError> {
-        let Some(vs) =
-            cluster.get::<VirtualService>(Kind::VirtualService, cx.namespace, cx.apex())?
-        else {
+        let Some(raw) = cluster.raw(Kind::VirtualService, cx.namespace, cx.apex()) else {
             return Ok(RouteState::Absent);
         };
-        Ok(observe(cx, &vs.spec).map_or(RouteState::Absent, RouteState::Applied))
+        let Some(split) = observe(cx, &spec_of(cx, raw)?) else {
+            return Ok(RouteState::Absent);
+        };
+        Ok(if reconciled(raw) {
+            RouteState::Applied(split)
+        } else {
+            RouteState::Converging
+        })
     }
 
     fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
@@ -170,6 +176,41 @@ impl TrafficBackend for Istio {
         )?));
         Ok(out)
     }
+}
+
+/// The spec of a VirtualService as it is (its status is istiod's, in shapes that vary by
+/// version, and is read as JSON by [`reconciled`]).
+fn spec_of(cx: &Context<'_>, raw: &Value) -> Result<VirtualServiceSpec, PlanError> {
+    serde_json::from_value(raw["spec"].clone()).map_err(|source| {
+        PlanError::Decode(crate::objects::DecodeError {
+            kind: "VirtualService".into(),
+            namespace: cx.namespace.to_string(),
+            name: cx.apex().to_string(),
+            source,
+        })
+    })
+}
+
+/// Whether istiod has reconciled the VirtualService's current generation (true when it
+/// reports no status).
+fn reconciled(raw: &Value) -> bool {
+    let number = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let status = &raw["status"];
+    if let (Some(generation), Some(observed)) = (
+        number(&raw["metadata"]["generation"]),
+        number(&status["observedGeneration"]),
+    ) && observed < generation
+    {
+        return false;
+    }
+    !status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Reconciled" && c["status"] == "False")
 }
 
 /// `value` as the foreign type `T`, refusing anything `T` would drop (a field the mesh's
@@ -286,14 +327,13 @@ fn virtual_service(
         }
     }
     let raw = cluster.raw(Kind::VirtualService, cx.namespace, cx.apex());
-    let existing: Option<VirtualService> =
-        cluster.get(Kind::VirtualService, cx.namespace, cx.apex())?;
+    let existing: Option<VirtualServiceSpec> = raw.map(|r| spec_of(cx, r)).transpose()?;
     let mut spec = VirtualServiceSpec {
         hosts: (!hosts.is_empty()).then_some(hosts),
         gateways: (!gateways.is_empty()).then_some(gateways),
         ..Default::default()
     };
-    let theirs = existing.as_ref().map(|v| &v.spec);
+    let theirs = existing.as_ref();
     if is_tcp(cx) {
         let mut tcp = vec![tcp_route(cx, intent)?];
         tcp.extend(
