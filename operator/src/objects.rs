@@ -254,6 +254,22 @@ impl Object {
     }
 }
 
+fn decode<T: DeserializeOwned>(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    v: &Value,
+) -> Result<Option<T>, DecodeError> {
+    serde_json::from_value(v.clone())
+        .map(Some)
+        .map_err(|source| DecodeError {
+            kind: kind.name().to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })
+}
+
 /// Writes whole floating-point numbers as integers (`50`, not `50.0`), as other controllers
 /// write them: the foreign types hold weights as `f64`.
 fn whole_numbers(v: &mut Value) {
@@ -318,14 +334,22 @@ impl Cluster {
         let Some(v) = self.raw(kind, namespace, name) else {
             return Ok(None);
         };
-        serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|source| DecodeError {
-                kind: kind.name().to_string(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-                source,
-            })
+        decode(kind, namespace, name, v)
+    }
+
+    /// The object's `spec` only, typed: for kinds whose status another controller writes in
+    /// shapes of its own (istiod's and consul-k8s's conditions leave out fields the typed
+    /// `Condition` requires), read as JSON from [`Cluster::raw`] instead.
+    pub fn spec<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<T>, DecodeError> {
+        let Some(v) = self.raw(kind, namespace, name) else {
+            return Ok(None);
+        };
+        decode(kind, namespace, name, &v["spec"])
     }
 
     /// Every object of `kind` in `namespace` whose labels include `key=value`.

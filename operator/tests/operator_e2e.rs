@@ -2190,10 +2190,6 @@ async fn linkerd_backend_lifecycle_through_a_gamma_httproute() {
     .await;
 }
 
-fn grpcroute_weight(r: &Value) -> Option<u64> {
-    httproute_weight(r)
-}
-
 /// `gatewayapi:v1` for a gRPC Service (`appProtocol: grpc`): a GRPCRoute attached to an
 /// external Gateway (one no controller serves here, so no parent reports on the route).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2204,7 +2200,7 @@ async fn gateway_api_backend_lifecycle_through_a_grpcroute() {
             provider: "gatewayapi:v1",
             service: json!({"appProtocol": "grpc", "gatewayRefs": [{"name": "external"}]}),
             object: ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes"),
-            weight: grpcroute_weight,
+            weight: httproute_weight,
             theirs: None,
             deleted_on_revert: true,
         },

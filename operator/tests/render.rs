@@ -909,3 +909,14 @@ spec:
     );
     assert!((rows[1]["alpha"].as_f64().unwrap() - 0.002).abs() < 1e-12);
 }
+
+#[test]
+fn siskin_providers_prints_the_matrix_in_the_docs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_siskin"))
+        .arg("providers")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let docs = std::fs::read_to_string(dir().join("../../../docs/providers.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), docs);
+}

@@ -68,6 +68,12 @@ impl Weight {
         }
         Weight::clamped(i64::try_from(canary.min(total) * 100 / total).unwrap_or(100))
     }
+
+    /// The canary's share of two fractional weights (SMI and Consul write numbers such as
+    /// `0.5`), rounded to the nearest percent; None when there is no weight at all.
+    pub fn share_of(canary: f64, total: f64) -> Option<Weight> {
+        (total > 0.0).then(|| Weight::clamped((canary * 100.0 / total).round() as i64))
+    }
 }
 
 impl TryFrom<i32> for Weight {

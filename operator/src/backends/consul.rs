@@ -184,23 +184,24 @@ impl TrafficBackend for Consul {
         cluster: &Cluster,
         _routers: Option<&[ConfigReport]>,
     ) -> Result<RouteState, PlanError> {
-        let Some(splitter_raw) = cluster.raw(Kind::ServiceSplitter, cx.namespace, cx.apex()) else {
-            return Ok(RouteState::Absent);
-        };
-        let router_raw = cluster.raw(Kind::ServiceRouter, cx.namespace, cx.apex());
         // Specs typed, statuses as JSON: consul-k8s leaves out a condition's reason and
         // message when they are empty, which the typed Condition requires.
-        let splitter: ServiceSplitterSpec = spec_of(cx, "ServiceSplitter", splitter_raw)?;
-        let router: Option<ServiceRouterSpec> = router_raw
-            .map(|r| spec_of(cx, "ServiceRouter", r))
-            .transpose()?;
+        let Some(splitter) =
+            cluster.spec::<ServiceSplitterSpec>(Kind::ServiceSplitter, cx.namespace, cx.apex())?
+        else {
+            return Ok(RouteState::Absent);
+        };
+        let router: Option<ServiceRouterSpec> =
+            cluster.spec(Kind::ServiceRouter, cx.namespace, cx.apex())?;
+        let splitter_raw = cluster.raw(Kind::ServiceSplitter, cx.namespace, cx.apex());
+        let router_raw = cluster.raw(Kind::ServiceRouter, cx.namespace, cx.apex());
         let synced = |raw: Option<&serde_json::Value>| {
             !raw.and_then(|r| r["status"]["conditions"].as_array())
                 .into_iter()
                 .flatten()
                 .any(|c| c["type"] == "Synced" && c["status"] == "False")
         };
-        if !synced(Some(splitter_raw)) || !synced(router_raw) {
+        if !synced(splitter_raw) || !synced(router_raw) {
             return Ok(RouteState::Converging);
         }
         let canary_name = cx.canary_service();
@@ -222,12 +223,11 @@ impl TrafficBackend for Consul {
                 canary += w;
             }
         }
-        if total <= 0.0 {
-            return Ok(RouteState::Absent);
-        }
-        Ok(RouteState::Applied(Split::to_canary(Weight::clamped(
-            (canary * 100.0 / total).round() as i64,
-        ))))
+        Ok(
+            Weight::share_of(canary, total).map_or(RouteState::Absent, |w| {
+                RouteState::Applied(Split::to_canary(w))
+            }),
+        )
     }
 
     fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
@@ -255,22 +255,6 @@ impl TrafficBackend for Consul {
         )?));
         Ok(out)
     }
-}
-
-/// The spec of a config entry as it is.
-fn spec_of<T: serde::de::DeserializeOwned>(
-    cx: &Context<'_>,
-    kind: &str,
-    raw: &serde_json::Value,
-) -> Result<T, PlanError> {
-    serde_json::from_value(raw["spec"].clone()).map_err(|source| {
-        PlanError::Decode(crate::objects::DecodeError {
-            kind: kind.into(),
-            namespace: cx.namespace.to_string(),
-            name: cx.apex().to_string(),
-            source,
-        })
-    })
 }
 
 /// The three Consul services.

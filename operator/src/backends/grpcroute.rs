@@ -27,7 +27,7 @@ use siskin_foreign::gateway::{
 use siskin_route::{Match, PathMatchType, SiskinRule, ValueMatchType};
 
 use crate::{
-    backends::{Context, PlanError, owned_by},
+    backends::{Context, PlanError, httproute, owned_by},
     objects::{Change, Cluster, Kind, Object, ObjectRef},
 };
 
@@ -161,37 +161,32 @@ pub fn plan(
 /// The split Siskin's rules carry, and whether every parent that reports on the route has
 /// accepted its current generation.
 pub fn observe(cx: &Context<'_>, route: &GrpcRoute) -> Option<(Split, bool)> {
-    let rule = route.spec.rules.iter().flatten().find(|r| {
-        r.name
-            .as_deref()
-            .and_then(SiskinRule::parse)
-            .is_some_and(SiskinRule::carries_split)
-    })?;
-    let canary_name = cx.canary_service();
-    let (mut canary, mut total) = (0u64, 0u64);
-    for b in rule.backend_refs.iter().flatten() {
-        let w = u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
-        total += w;
-        if b.name == canary_name {
-            canary += w;
-        }
-    }
-    let mut split = Split::to_canary(Weight::share(canary, total));
-    split.mirror = rule
-        .filters
+    let rule = route
+        .spec
+        .rules
         .iter()
         .flatten()
-        .filter_map(|f| f.request_mirror.as_ref())
-        .find(|m| m.backend_ref.name == canary_name)
-        .map(|m| Weight::clamped(i64::from(m.percent.unwrap_or(100))));
-    let generation = route.metadata.generation.unwrap_or(0);
-    let accepted = route.status.iter().flat_map(|s| &s.parents).all(|p| {
-        p.conditions.iter().any(|c| {
-            c.type_ == "Accepted"
-                && c.status == "True"
-                && c.observed_generation.unwrap_or(0) >= generation
-        })
-    });
+        .find(|r| httproute::carries_split(r.name.as_deref()))?;
+    let split = httproute::split_of(
+        cx,
+        rule.backend_refs
+            .iter()
+            .flatten()
+            .map(|b| (b.name.as_str(), b.weight)),
+        rule.filters
+            .iter()
+            .flatten()
+            .filter_map(|f| f.request_mirror.as_ref())
+            .map(|m| (m.backend_ref.name.as_str(), m.percent)),
+    );
+    let accepted = httproute::accepted(
+        route.metadata.generation,
+        route
+            .status
+            .iter()
+            .flat_map(|s| &s.parents)
+            .map(|p| p.conditions.as_slice()),
+    );
     Some((split, accepted))
 }
 

@@ -2,6 +2,7 @@
 //! the generated type the router reads too. Rules Siskin owns are named `siskin-*`
 //! ([`SiskinRule`]); every other rule of the route is the user's and is kept.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use siskin_api::Weight;
 use siskin_driver::{RoutingIntent, regex_escape};
 use siskin_engine::Split;
@@ -92,38 +93,77 @@ pub fn plan(
 
 /// The split Siskin's rules carry, if the route has them.
 pub fn observe(cx: &Context<'_>, route: &HttpRoute) -> Option<Split> {
-    let rule = route.spec.rules.iter().flatten().find(|r| {
-        r.name
-            .as_deref()
-            .and_then(SiskinRule::parse)
-            .is_some_and(SiskinRule::carries_split)
-    })?;
+    let rule = route
+        .spec
+        .rules
+        .iter()
+        .flatten()
+        .find(|r| carries_split(r.name.as_deref()))?;
+    Some(split_of(
+        cx,
+        rule.backend_refs
+            .iter()
+            .flatten()
+            .map(|b| (b.name.as_str(), b.weight)),
+        rule.filters
+            .iter()
+            .flatten()
+            .filter_map(|f| f.request_mirror.as_ref())
+            .map(|m| (m.backend_ref.name.as_str(), m.percent)),
+    ))
+}
+
+/// Whether a rule of this name is Siskin's weighted one.
+pub fn carries_split(name: Option<&str>) -> bool {
+    name.and_then(SiskinRule::parse)
+        .is_some_and(SiskinRule::carries_split)
+}
+
+/// The split of a Gateway API rule (HTTPRoute or GRPCRoute): its backendRefs' weights
+/// (`name`, `weight`; unset is 1) and its mirrors (`name`, `percent`; unset is 100).
+pub fn split_of<'a>(
+    cx: &Context<'_>,
+    backends: impl Iterator<Item = (&'a str, Option<i32>)>,
+    mirrors: impl Iterator<Item = (&'a str, Option<i32>)>,
+) -> Split {
     let canary_name = cx.canary_service();
     let (mut canary, mut total) = (0u64, 0u64);
-    for b in rule.backend_refs.iter().flatten() {
-        let w = u64::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
+    for (name, weight) in backends {
+        let w = u64::try_from(weight.unwrap_or(1)).unwrap_or(0);
         total += w;
-        if b.name == canary_name {
+        if name == canary_name {
             canary += w;
         }
     }
+    let mut mirrors = mirrors;
     let mut split = Split::to_canary(Weight::share(canary, total));
-    split.mirror = rule
-        .filters
-        .iter()
-        .flatten()
-        .filter_map(|f| f.request_mirror.as_ref())
-        .find(|m| m.backend_ref.name == canary_name)
-        .map(|m| Weight::clamped(i64::from(m.percent.unwrap_or(100))));
-    Some(split)
+    split.mirror = mirrors
+        .find(|(name, _)| *name == canary_name)
+        .map(|(_, pct)| Weight::clamped(i64::from(pct.unwrap_or(100))));
+    split
 }
 
 /// Whether every parent that reports on the route has accepted its current generation. A
 /// route no controller reports on counts as accepted.
 pub fn accepted_by_parents(route: &HttpRoute) -> bool {
-    let generation = route.metadata.generation.unwrap_or(0);
-    route.status.iter().flat_map(|s| &s.parents).all(|p| {
-        p.conditions.iter().any(|c| {
+    accepted(
+        route.metadata.generation,
+        route
+            .status
+            .iter()
+            .flat_map(|s| &s.parents)
+            .map(|p| p.conditions.as_slice()),
+    )
+}
+
+/// Whether each parent's conditions say `Accepted` for `generation` or later.
+pub fn accepted<'a>(
+    generation: Option<i64>,
+    parents: impl IntoIterator<Item = &'a [Condition]>,
+) -> bool {
+    let generation = generation.unwrap_or(0);
+    parents.into_iter().all(|conditions| {
+        conditions.iter().any(|c| {
             c.type_ == "Accepted"
                 && c.status == "True"
                 && c.observed_generation.unwrap_or(0) >= generation

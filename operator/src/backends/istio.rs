@@ -118,7 +118,9 @@ impl TrafficBackend for Istio {
         let Some(raw) = cluster.raw(Kind::VirtualService, cx.namespace, cx.apex()) else {
             return Ok(RouteState::Absent);
         };
-        let Some(split) = observe(cx, &spec_of(cx, raw)?) else {
+        let spec: Option<VirtualServiceSpec> =
+            cluster.spec(Kind::VirtualService, cx.namespace, cx.apex())?;
+        let Some(split) = spec.and_then(|spec| observe(cx, &spec)) else {
             return Ok(RouteState::Absent);
         };
         Ok(if reconciled(raw) {
@@ -176,19 +178,6 @@ impl TrafficBackend for Istio {
         )?));
         Ok(out)
     }
-}
-
-/// The spec of a VirtualService as it is (its status is istiod's, in shapes that vary by
-/// version, and is read as JSON by [`reconciled`]).
-fn spec_of(cx: &Context<'_>, raw: &Value) -> Result<VirtualServiceSpec, PlanError> {
-    serde_json::from_value(raw["spec"].clone()).map_err(|source| {
-        PlanError::Decode(crate::objects::DecodeError {
-            kind: "VirtualService".into(),
-            namespace: cx.namespace.to_string(),
-            name: cx.apex().to_string(),
-            source,
-        })
-    })
 }
 
 /// Whether istiod has reconciled the VirtualService's current generation (true when it
@@ -327,7 +316,8 @@ fn virtual_service(
         }
     }
     let raw = cluster.raw(Kind::VirtualService, cx.namespace, cx.apex());
-    let existing: Option<VirtualServiceSpec> = raw.map(|r| spec_of(cx, r)).transpose()?;
+    let existing: Option<VirtualServiceSpec> =
+        cluster.spec(Kind::VirtualService, cx.namespace, cx.apex())?;
     let mut spec = VirtualServiceSpec {
         hosts: (!hosts.is_empty()).then_some(hosts),
         gateways: (!gateways.is_empty()).then_some(gateways),

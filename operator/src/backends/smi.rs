@@ -249,11 +249,11 @@ impl TrafficBackend for Smi {
                 canary += w;
             }
         }
-        if total <= 0.0 {
-            return Ok(RouteState::Absent);
-        }
-        let pct = (canary * 100.0 / total).round() as i64;
-        Ok(RouteState::Applied(Split::to_canary(Weight::clamped(pct))))
+        Ok(
+            Weight::share_of(canary, total).map_or(RouteState::Absent, |w| {
+                RouteState::Applied(Split::to_canary(w))
+            }),
+        )
     }
 
     fn revert(&self, cx: &Context<'_>, cluster: &Cluster) -> Result<Vec<Change>, PlanError> {
