@@ -2,7 +2,7 @@
 
 use std::{
     fmt::Write,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering::Relaxed},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -130,6 +130,57 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "# HELP siskin_router_config_valid 1 when the file on disk is the configuration in service.\n# TYPE siskin_router_config_valid gauge\nsiskin_router_config_valid {}",
         u8::from(status.last_error.is_none())
     );
+    let c = &shared.connections;
+    let open = shared.options.limits.max_connections - shared.open.available_permits();
+    for (name, help, kind, value) in [
+        (
+            "connections_open",
+            "Client connections open.",
+            "gauge",
+            open as u64,
+        ),
+        (
+            "connections_accepted_total",
+            "Client connections accepted.",
+            "counter",
+            c.accepted.load(Relaxed),
+        ),
+        (
+            "connections_refused_total",
+            "Client connections closed at once because --max-connections were open.",
+            "counter",
+            c.refused.load(Relaxed),
+        ),
+        (
+            "connections_header_timeouts_total",
+            "Connections closed because no complete request head arrived within --header-read-timeout-ms.",
+            "counter",
+            c.header_timeouts.load(Relaxed),
+        ),
+        (
+            "connections_idle_closed_total",
+            "Connections closed after --idle-timeout-ms without a request.",
+            "counter",
+            c.idle_closed.load(Relaxed),
+        ),
+        (
+            "tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out.",
+            "counter",
+            c.tls_handshake_failures.load(Relaxed),
+        ),
+        (
+            "tls_reload_errors_total",
+            "Certificate sets refused on reload (the ones in service stay).",
+            "counter",
+            c.tls_reload_errors.load(Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP siskin_router_{name} {help}\n# TYPE siskin_router_{name} {kind}\nsiskin_router_{name} {value}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP siskin_router_uptime_seconds Seconds since start.\n# TYPE siskin_router_uptime_seconds gauge\nsiskin_router_uptime_seconds {}",

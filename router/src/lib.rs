@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod kube_source;
 pub mod normalize;
@@ -14,7 +15,8 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 
 pub use error::ErrorKind;
-pub use server::{Options, Router, Source};
+pub use server::{H2Limits, Options, Router, Source, TlsListener};

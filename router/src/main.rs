@@ -3,7 +3,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use siskin_router::{Options, Router, Source, kube_source::KubeOptions};
+use siskin_router::{
+    H2Limits, Options, Router, Source, TlsListener, conn::Limits, kube_source::KubeOptions,
+};
 
 /// Siskin's built-in L7 router: weighted split, matches, mirroring, sticky sessions, retries.
 #[derive(Debug, Parser)]
@@ -55,6 +57,45 @@ struct Args {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "SISKIN_ROUTER_DRAIN_SECONDS", default_value_t = 10)]
     drain_seconds: u64,
+    /// Milliseconds a client has to send a complete HTTP/1 request head, from the connection
+    /// or from the first byte of the next request; slower clients are disconnected.
+    #[arg(long, env = "SISKIN_ROUTER_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
+    /// Milliseconds a connection may stay open with no request in flight and no bytes moving
+    /// (HTTP/1.1 and HTTP/2; HTTP/2 clients get a GOAWAY).
+    #[arg(long, env = "SISKIN_ROUTER_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_ms: u64,
+    /// Client connections open at once (both listeners); more are closed as soon as they
+    /// are accepted and counted in siskin_router_connections_refused_total.
+    #[arg(long, env = "SISKIN_ROUTER_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// HTTP/2 streams a client may have open at once on one connection.
+    #[arg(long, env = "SISKIN_ROUTER_H2_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may reset before the router takes them up; more end the
+    /// connection (rapid reset protection).
+    #[arg(
+        long,
+        env = "SISKIN_ROUTER_H2_MAX_PENDING_RESETS",
+        default_value_t = 20
+    )]
+    h2_max_pending_resets: usize,
+    /// Address of a TLS listener (needs --tls-certificate); ALPN offers h2 and http/1.1.
+    #[arg(long, env = "SISKIN_ROUTER_TLS_LISTEN", requires = "tls_certificate")]
+    tls_listen: Option<SocketAddr>,
+    /// CERT_FILE,KEY_FILE (PEM) for the TLS listener; repeat for more names. The certificate
+    /// whose subjectAltName matches the client's SNI is served (the first when none does);
+    /// the files are reloaded when they change.
+    #[arg(
+        long,
+        env = "SISKIN_ROUTER_TLS_CERTIFICATE",
+        value_delimiter = ';',
+        requires = "tls_listen"
+    )]
+    tls_certificate: Vec<siskin_router::tls::CertificateFiles>,
+    /// Milliseconds a TLS client has to complete its handshake.
+    #[arg(long, env = "SISKIN_ROUTER_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    tls_handshake_timeout_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +120,21 @@ fn main() -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
         drain_timeout: Duration::from_secs(args.drain_seconds),
+        limits: Limits {
+            header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            tls_handshake_timeout: Duration::from_millis(args.tls_handshake_timeout_ms),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        },
+        h2: H2Limits {
+            max_concurrent_streams: args.h2_max_concurrent_streams,
+            max_pending_reset_streams: args.h2_max_pending_resets,
+            max_local_error_reset_streams: 1024,
+        },
+        tls: args.tls_listen.map(|listen| TlsListener {
+            listen,
+            certificates: args.tls_certificate,
+        }),
     };
     let router = Router::new(options).map_err(|e| anyhow::anyhow!("cannot start: {e}"))?;
     // One worker: a current-thread runtime, linkerd2-proxy's default (no work-stealing cost).

@@ -3,21 +3,26 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 
 use crate::{
     admin,
     config::{self},
+    conn::{self, Activity, Expired, Metered},
     proxy,
     state::{Registry, State},
     upstream::Clients,
@@ -51,6 +56,63 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Connection timeouts and the connection limit.
+    pub limits: conn::Limits,
+    /// HTTP/2 limits.
+    pub h2: H2Limits,
+    /// A TLS listener, when configured.
+    pub tls: Option<TlsListener>,
+}
+
+impl Options {
+    /// Settings with the command line's defaults.
+    pub fn new(source: Source, listen: SocketAddr, admin: SocketAddr) -> Options {
+        Options {
+            source,
+            listen,
+            admin,
+            max_concurrent: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 0,
+            connect_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(10),
+            limits: conn::Limits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                tls_handshake_timeout: Duration::from_secs(10),
+                max_connections: 20_000,
+            },
+            h2: H2Limits {
+                max_concurrent_streams: 128,
+                max_pending_reset_streams: 20,
+                max_local_error_reset_streams: 1024,
+            },
+            tls: None,
+        }
+    }
+}
+
+/// HTTP/2 limits for client connections (the header list is bounded by `max_header_bytes`,
+/// across CONTINUATION frames too).
+#[derive(Clone, Copy, Debug)]
+pub struct H2Limits {
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Streams a client may reset before the router has taken them up; more end the
+    /// connection with ENHANCE_YOUR_CALM (the "rapid reset" attack, CVE-2023-44487).
+    pub max_pending_reset_streams: usize,
+    /// Streams the router may reset for a client's protocol errors before it ends the
+    /// connection.
+    pub max_local_error_reset_streams: usize,
+}
+
+/// A TLS listener: its address and certificates (chosen by SNI).
+#[derive(Clone, Debug)]
+pub struct TlsListener {
+    /// Address to serve TLS on.
+    pub listen: SocketAddr,
+    /// Certificate and key files; the first is served when SNI matches none.
+    pub certificates: Vec<crate::tls::CertificateFiles>,
 }
 
 /// State shared by every connection.
@@ -69,6 +131,12 @@ pub struct Shared {
     pub config_status: Mutex<siskin_route::ConfigStatus>,
     /// Start time.
     pub started: Instant,
+    /// Connection counters.
+    pub connections: conn::ConnCounters,
+    /// Open connections (one permit each, of `limits.max_connections`).
+    pub open: Arc<Semaphore>,
+    /// Certificates of the TLS listener.
+    pub certificates: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// A running router.
@@ -90,6 +158,12 @@ impl Router {
             ),
         };
         let path = path.display().to_string();
+        let certificates = match &options.tls {
+            Some(t) => Some(Arc::new(
+                crate::tls::CertStore::load(t.certificates.clone()).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
         let registry = Registry::default();
         let state = registry.build(table, 1);
         let status = siskin_route::ConfigStatus {
@@ -106,6 +180,9 @@ impl Router {
                 limit: Semaphore::new(options.max_concurrent),
                 config_status: Mutex::new(status),
                 started: Instant::now(),
+                connections: conn::ConnCounters::default(),
+                open: Arc::new(Semaphore::new(options.limits.max_connections)),
+                certificates,
                 options,
             }),
         })
@@ -116,6 +193,19 @@ impl Router {
         let shared = self.shared;
         let listener = TcpListener::bind(shared.options.listen).await?;
         let admin_listener = TcpListener::bind(shared.options.admin).await?;
+        let tls_listener = match (&shared.options.tls, &shared.certificates) {
+            (Some(t), Some(store)) => {
+                let config = store.server_config().map_err(std::io::Error::other)?;
+                let l = TcpListener::bind(t.listen).await?;
+                tracing::info!(listen = %t.listen, names = ?store.names(), "serving TLS");
+                tokio::spawn(crate::tls::watch(
+                    store.clone(),
+                    shared.connections.tls_reload_errors.clone(),
+                ));
+                Some((l, tokio_rustls::TlsAcceptor::from(config)))
+            }
+            _ => None,
+        };
         tracing::info!(listen = %shared.options.listen, admin = %shared.options.admin, "siskin-router serving");
         tokio::spawn(admin::serve(admin_listener, shared.clone()));
         match shared.options.source.clone() {
@@ -134,50 +224,179 @@ impl Router {
             }
         }
 
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .max_buf_size(shared.options.max_header_bytes.max(8192))
-            .timer(hyper_util::rt::TokioTimer::new());
-        builder.http2().max_header_list_size(
-            u32::try_from(shared.options.max_header_bytes).unwrap_or(u32::MAX),
-        );
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown_signal());
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    let service = service_fn(move |req| proxy::handle(shared.clone(), req, peer));
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
+        let builder = Arc::new(http_builder(&shared.options));
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut loops = vec![tokio::spawn(accept_loop(
+            listener,
+            None,
+            shared.clone(),
+            builder.clone(),
+            drain_rx.clone(),
+        ))];
+        if let Some((l, acceptor)) = tls_listener {
+            loops.push(tokio::spawn(accept_loop(
+                l,
+                Some(acceptor),
+                shared.clone(),
+                builder,
+                drain_rx,
+            )));
         }
-        drop(listener);
+        shutdown_signal().await;
+        let _ = drain_tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
         let drain = shared.options.drain_timeout;
         tracing::info!(seconds = drain.as_secs(), "draining connections");
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain timeout passed; closing remaining connections");
+        let deadline = Instant::now() + drain;
+        let all = shared.options.limits.max_connections;
+        while shared.open.available_permits() < all {
+            if Instant::now() >= deadline {
+                tracing::warn!("drain timeout passed; closing remaining connections");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+}
+
+/// How long a connection the watchdog shut down may take to finish before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+fn http_builder(options: &Options) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timer also runs between keep-alive requests; conn::watchdog keeps the
+    // header-read and idle timeouts apart.
+    builder
+        .http1()
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .header_read_timeout(None)
+        .timer(TokioTimer::new());
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(options.h2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(options.h2.max_pending_reset_streams)
+        .max_local_error_reset_streams(options.h2.max_local_error_reset_streams)
+        .timer(TokioTimer::new());
+    builder
+}
+
+/// Accepts connections until the drain starts; beyond the connection limit a connection is
+/// closed as soon as it is accepted (and counted).
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    drain: watch::Receiver<bool>,
+) {
+    let mut stop = drain.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = shared.open.clone().try_acquire_owned() else {
+            shared.connections.refused.fetch_add(1, Relaxed);
+            drop(stream);
+            continue;
+        };
+        shared.connections.accepted.fetch_add(1, Relaxed);
+        let _ = stream.set_nodelay(true);
+        let (shared, builder, drain, tls) =
+            (shared.clone(), builder.clone(), drain.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(acceptor) = tls else {
+                return serve(stream, false, peer, shared, &builder, drain).await;
+            };
+            let handshake = shared.options.limits.tls_handshake_timeout;
+            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    serve(tls, h2, peer, shared, &builder, drain).await;
+                }
+                Ok(Err(e)) => {
+                    shared
+                        .connections
+                        .tls_handshake_failures
+                        .fetch_add(1, Relaxed);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared
+                        .connections
+                        .tls_handshake_failures
+                        .fetch_add(1, Relaxed);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Serves one connection until it ends, its watchdog expires, or the drain starts.
+async fn serve<S>(
+    io: S,
+    h2: bool,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new(h2);
+    let (service_activity, service_shared) = (activity.clone(), shared.clone());
+    let service = service_fn(move |req| {
+        let guard = service_activity.request();
+        let work = proxy::handle(service_shared.clone(), req, peer);
+        async move {
+            let response = work.await?;
+            Ok::<_, std::convert::Infallible>(response.map(|b| conn::Guarded::new(b, guard)))
+        }
+    });
+    let io = TokioIo::new(Metered::new(io, activity.clone()));
+    let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
+    let mut watchdog = std::pin::pin!(conn::watchdog(activity, shared.options.limits));
+    let mut hard_close = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86_400 * 365)));
+    let (mut closing, mut draining) = (false, false);
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            expired = &mut watchdog, if !closing => {
+                let counter = match expired {
+                    Expired::HeaderTimeout => &shared.connections.header_timeouts,
+                    Expired::Idle => &shared.connections.idle_closed,
+                };
+                counter.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, ?expired, "closing the connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                hard_close.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = drain.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut hard_close, if closing => return,
+        }
     }
 }
 

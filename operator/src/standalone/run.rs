@@ -95,14 +95,12 @@ pub async fn run(path: &Path, opts: RunOptions) -> anyhow::Result<Phase> {
         .write_routes(&config)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let router = Router::new(Options {
-        source: Source::File(world.routes_path().to_path_buf()),
-        listen: file.listen,
-        admin: file.admin_addr,
-        max_concurrent: 10_000,
-        max_header_bytes: 64 * 1024,
-        max_body_bytes: 0,
-        connect_timeout: Duration::from_secs(2),
         drain_timeout: Duration::from_secs(5),
+        ..Options::new(
+            Source::File(world.routes_path().to_path_buf()),
+            file.listen,
+            file.admin_addr,
+        )
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     tokio::spawn(router.run());
