@@ -34,10 +34,11 @@ SISKIN_KUBE_BINS=$(e2e/controlplane/build.sh | tail -n 1)
 export SISKIN_KUBE_BINS
 ls -l "$SISKIN_KUBE_BINS"
 
-step "install tools for the manifest tests (Helm, kustomize; built once and cached)"
+step "install tools for the manifest and HTTP/2 tests (Helm, kustomize, h2spec; built once and cached)"
 while IFS='=' read -r name path; do export "$name=$path"; done < <(scripts/tools.sh)
 "$SISKIN_HELM" version --short
 "$SISKIN_KUSTOMIZE" version
+"$SISKIN_H2SPEC" --version
 "$SISKIN_HELM" lint config/helm/siskin
 
 step "Prometheus, openssl and curl for the analysis and operator tests (Debian packages)"

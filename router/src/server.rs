@@ -224,7 +224,11 @@ impl Router {
             }
         }
 
-        let builder = Arc::new(http_builder(&shared.options));
+        let auto = http_builder(&shared.options);
+        let builder = Arc::new(Builders {
+            h2_only: auto.clone().http2_only(),
+            auto,
+        });
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut loops = vec![tokio::spawn(accept_loop(
             listener,
@@ -265,6 +269,14 @@ impl Router {
 /// How long a connection the watchdog shut down may take to finish before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// Connection builders: one that tells HTTP/1.1 from HTTP/2 by the first bytes (cleartext,
+/// and TLS without ALPN), and one for TLS connections that chose h2 by ALPN (where an HTTP/1.1
+/// request line is a bad preface, not a fallback).
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h2_only: auto::Builder<TokioExecutor>,
+}
+
 fn http_builder(options: &Options) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's own header timer also runs between keep-alive requests; conn::watchdog keeps the
@@ -290,7 +302,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<Builders>,
     drain: watch::Receiver<bool>,
 ) {
     let mut stop = drain.clone();
@@ -346,14 +358,15 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection until it ends, its watchdog expires, or the drain starts.
+/// Serves one connection until it ends, its watchdog expires, or the drain starts. `h2`: the
+/// client chose HTTP/2 by ALPN, so the connection is served as HTTP/2 only.
 async fn serve<S>(
     io: S,
     h2: bool,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    builder: &auto::Builder<TokioExecutor>,
-    mut drain: watch::Receiver<bool>,
+    builders: &Builders,
+    drain: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -368,8 +381,31 @@ async fn serve<S>(
         }
     });
     let io = TokioIo::new(Metered::new(io, activity.clone()));
-    let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
-    let mut watchdog = std::pin::pin!(conn::watchdog(activity, shared.options.limits));
+    let watchdog = conn::watchdog(activity, shared.options.limits);
+    if h2 {
+        let conn = builders.h2_only.serve_connection(io, service);
+        drive(conn, |c| c.graceful_shutdown(), watchdog, peer, &shared, drain).await;
+    } else {
+        let conn = builders.auto.serve_connection_with_upgrades(io, service);
+        drive(conn, |c| c.graceful_shutdown(), watchdog, peer, &shared, drain).await;
+    }
+}
+
+/// Runs a connection to its end; on the watchdog's word or the drain, shuts it down gracefully
+/// (and, for the watchdog, drops it after [`CLOSE_GRACE`]).
+async fn drive<C, E>(
+    conn: C,
+    shutdown: fn(std::pin::Pin<&mut C>),
+    watchdog: impl std::future::Future<Output = Expired>,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut drain: watch::Receiver<bool>,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut watchdog = std::pin::pin!(watchdog);
     let mut hard_close = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86_400 * 365)));
     let (mut closing, mut draining) = (false, false);
     loop {
@@ -387,13 +423,13 @@ async fn serve<S>(
                 };
                 counter.fetch_add(1, Relaxed);
                 tracing::debug!(%peer, ?expired, "closing the connection");
-                conn.as_mut().graceful_shutdown();
+                shutdown(conn.as_mut());
                 closing = true;
                 hard_close.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
             }
             _ = drain.changed(), if !draining => {
                 draining = true;
-                conn.as_mut().graceful_shutdown();
+                shutdown(conn.as_mut());
             }
             () = &mut hard_close, if closing => return,
         }
