@@ -5,7 +5,10 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Secret, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind},
@@ -24,6 +27,8 @@ use siskin_route::{
     Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
 };
 use tokio::sync::Notify;
+
+use crate::tls::PemPair;
 
 /// Where to look.
 #[derive(Clone, Debug)]
@@ -125,56 +130,180 @@ fn typed(routes: &[Arc<DynamicObject>]) -> Vec<Arc<HttpRoute>> {
         .collect()
 }
 
+/// Called with the certificates of the Gateways' HTTPS listeners whenever they change.
+pub type CertificateSink = Box<dyn Fn(Vec<PemPair>) + Send + 'static>;
+
 /// Watches the cluster and calls `apply` with a new configuration whenever routes, Gateways,
-/// Services or EndpointSlices change. Runs until the process ends.
-pub async fn run(client: Client, opts: KubeOptions, apply: impl Fn(Config) + Send + 'static) {
+/// Services or EndpointSlices change. With `certificates` (a TLS listener), also watches Secrets
+/// of type `kubernetes.io/tls` and hands it the certificates the Gateways' HTTPS listeners
+/// name whenever they change. Runs until the process ends.
+pub async fn run(
+    client: Client,
+    opts: KubeOptions,
+    apply: impl Fn(Config) + Send + 'static,
+    certificates: Option<CertificateSink>,
+) {
     let changed = Arc::new(Notify::new());
     let (hr, gr, gw) = (
         httproute_resource(),
         grpcroute_resource(),
         gateway_resource(),
     );
-    let (routes_api, grpc_api, gateways_api, services_api, slices_api) =
+    let (routes_api, grpc_api, gateways_api, services_api, slices_api, secrets_api) =
         match opts.namespace.as_deref() {
             Some(ns) => (
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &hr),
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gr),
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
                 Api::<Service>::namespaced(client.clone(), ns),
-                Api::<EndpointSlice>::namespaced(client, ns),
+                Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                Api::<Secret>::namespaced(client, ns),
             ),
             None => (
                 Api::<DynamicObject>::all_with(client.clone(), &hr),
                 Api::<DynamicObject>::all_with(client.clone(), &gr),
                 Api::<DynamicObject>::all_with(client.clone(), &gw),
                 Api::<Service>::all(client.clone()),
-                Api::<EndpointSlice>::all(client),
+                Api::<EndpointSlice>::all(client.clone()),
+                Api::<Secret>::all(client),
             ),
         };
-    let routes = store(routes_api, hr, changed.clone());
-    let grpc_routes = store(grpc_api, gr, changed.clone());
-    let gateways = store(gateways_api, gw, changed.clone());
-    let services = store(services_api, (), changed.clone());
-    let slices = store(slices_api, (), changed.clone());
+    let all = watcher::Config::default();
+    let routes = store(routes_api, hr, all.clone(), changed.clone());
+    let grpc_routes = store(grpc_api, gr, all.clone(), changed.clone());
+    let gateways = store(gateways_api, gw, all.clone(), changed.clone());
+    let services = store(services_api, (), all.clone(), changed.clone());
+    let slices = store(slices_api, (), all, changed.clone());
+    // Only TLS Secrets, and only when there is a TLS listener to serve them on.
+    let secrets = certificates.as_ref().map(|_| {
+        let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
+        store(secrets_api, (), tls_only, changed.clone())
+    });
+    let mut served: Option<Vec<PemPair>> = None;
     loop {
         changed.notified().await;
         // Coalesce bursts (a rollout touches several objects at once).
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut all = routes.state();
         all.extend(grpc_routes.state());
+        let gateways = gateways.state();
         let config = translate(
             &typed(&all),
-            &gateways.state(),
+            &gateways,
             &services.state(),
             &slices.state(),
             &opts,
         );
         apply(config);
+        if let (Some(sink), Some(secrets)) = (&certificates, &secrets) {
+            let (pairs, problems) = listener_certificates(&gateways, &secrets.state(), &opts);
+            if served.as_ref() != Some(&pairs) {
+                for p in &problems {
+                    tracing::warn!(problem = %p, "Gateway listener certificate not served");
+                }
+                sink(pairs.clone());
+                served = Some(pairs);
+            }
+        }
     }
 }
 
+/// The certificates named by the `tls.certificateRefs` of the HTTPS listeners (mode
+/// `Terminate`) of the Gateways of our class, read from their Secrets' `tls.crt` and `tls.key`;
+/// and what could not be served, each naming the Gateway, the listener and the fix. References
+/// to another namespace need a ReferenceGrant, which this router does not read yet: they are
+/// reported and skipped.
+pub fn listener_certificates(
+    gateways: &[Arc<DynamicObject>],
+    secrets: &[Arc<Secret>],
+    opts: &KubeOptions,
+) -> (Vec<PemPair>, Vec<String>) {
+    let mut pairs: Vec<PemPair> = Vec::new();
+    let mut problems = Vec::new();
+    let mut sorted: Vec<&Arc<DynamicObject>> = gateways
+        .iter()
+        .filter(|g| {
+            g.data["spec"]["gatewayClassName"].as_str() == Some(opts.gateway_class.as_str())
+        })
+        .collect();
+    sorted.sort_by_key(|g| (g.namespace(), g.name_any()));
+    for g in sorted {
+        let gns = g.namespace().unwrap_or_default();
+        let listeners = g.data["spec"]["listeners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for l in &listeners {
+            if l["protocol"].as_str() != Some("HTTPS") {
+                continue;
+            }
+            let at = format!(
+                "Gateway {gns}/{} listener {}",
+                g.name_any(),
+                l["name"].as_str().unwrap_or("?")
+            );
+            if l["tls"]["mode"].as_str().is_some_and(|m| m != "Terminate") {
+                problems.push(format!(
+                    "{at}: tls.mode {} is not supported; use Terminate",
+                    l["tls"]["mode"]
+                ));
+                continue;
+            }
+            for r in l["tls"]["certificateRefs"].as_array().into_iter().flatten() {
+                let group = r["group"].as_str().unwrap_or("");
+                let kind = r["kind"].as_str().unwrap_or("Secret");
+                let Some(name) = r["name"].as_str() else {
+                    continue;
+                };
+                if !group.is_empty() || kind != "Secret" {
+                    problems.push(format!(
+                        "{at}: certificateRef {group}/{kind} {name}: only core Secrets are supported"
+                    ));
+                    continue;
+                }
+                let ns = r["namespace"].as_str().unwrap_or(&gns);
+                if ns != gns {
+                    problems.push(format!(
+                        "{at}: certificateRef to Secret {ns}/{name} in another namespace needs a ReferenceGrant, which this router does not read yet; put the Secret in {gns}"
+                    ));
+                    continue;
+                }
+                let source = format!("Secret {ns}/{name}");
+                if pairs.iter().any(|p| p.source == source) {
+                    continue;
+                }
+                let found = secrets
+                    .iter()
+                    .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name);
+                let data = found.and_then(|s| s.data.as_ref());
+                let cert = data.and_then(|d| d.get("tls.crt"));
+                let key = data.and_then(|d| d.get("tls.key"));
+                match (found, cert, key) {
+                    (None, _, _) => problems.push(format!(
+                        "{at}: {source} not found (it must exist and have type kubernetes.io/tls)"
+                    )),
+                    (Some(_), Some(cert), Some(key)) => pairs.push(PemPair {
+                        source,
+                        cert: cert.0.clone(),
+                        key: key.0.clone(),
+                    }),
+                    (Some(_), _, _) => {
+                        problems.push(format!("{at}: {source} has no tls.crt or no tls.key"))
+                    }
+                }
+            }
+        }
+    }
+    (pairs, problems)
+}
+
 /// A reflector store kept up to date in the background, notifying on every change.
-fn store<K>(api: Api<K>, dt: K::DynamicType, changed: Arc<Notify>) -> reflector::Store<K>
+fn store<K>(
+    api: Api<K>,
+    dt: K::DynamicType,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+) -> reflector::Store<K>
 where
     K: kube::Resource
         + Clone
@@ -187,7 +316,7 @@ where
 {
     let writer = reflector::store::Writer::new(dt);
     let reader = writer.as_reader();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()));
+    let stream = reflector(writer, watcher(api, config));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
@@ -660,5 +789,75 @@ mod typed_tests {
         let typed = typed(&routes);
         assert_eq!(typed.len(), 1);
         assert_eq!(typed[0].name_any(), "ok");
+    }
+
+    #[test]
+    fn listener_certificates_come_from_same_namespace_tls_secrets_and_the_rest_is_explained() {
+        let gateway = Arc::new(
+            serde_json::from_value::<DynamicObject>(serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "edge", "namespace": "ns"},
+                "spec": {"gatewayClassName": "siskin", "listeners": [
+                    {"name": "http", "port": 80, "protocol": "HTTP"},
+                    {"name": "a", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [
+                        {"name": "good"}, {"name": "missing"}, {"name": "other", "namespace": "elsewhere"},
+                        {"name": "half"}]}},
+                    {"name": "b", "port": 8443, "protocol": "HTTPS", "tls": {"mode": "Passthrough"}},
+                    {"name": "c", "port": 9443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "good"}]}}]}
+            }))
+            .unwrap(),
+        );
+        let foreign = Arc::new(
+            serde_json::from_value::<DynamicObject>(serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "theirs", "namespace": "ns"},
+                "spec": {"gatewayClassName": "istio", "listeners": [
+                    {"name": "a", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "good"}]}}]}
+            }))
+            .unwrap(),
+        );
+        let secret = |name: &str, data: serde_json::Value| {
+            Arc::new(
+                serde_json::from_value::<Secret>(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": name, "namespace": "ns"}, "data": data
+                }))
+                .unwrap(),
+            )
+        };
+        let secrets = vec![
+            secret(
+                "good",
+                serde_json::json!({"tls.crt": "Y2VydA==", "tls.key": "a2V5"}),
+            ),
+            secret("half", serde_json::json!({"tls.crt": "Y2VydA=="})),
+        ];
+        let opts = KubeOptions {
+            gateway_class: "siskin".into(),
+            namespace: None,
+        };
+        let (pairs, problems) = listener_certificates(&[gateway, foreign], &secrets, &opts);
+        assert_eq!(
+            pairs,
+            vec![PemPair {
+                source: "Secret ns/good".into(),
+                cert: b"cert".to_vec(),
+                key: b"key".to_vec()
+            }],
+            "one entry for a Secret two listeners share; other classes' Gateways ignored"
+        );
+        let text = problems.join("\n");
+        for expected in [
+            "Gateway ns/edge listener a: Secret ns/missing not found",
+            "Secret elsewhere/other in another namespace needs a ReferenceGrant",
+            "Gateway ns/edge listener a: Secret ns/half has no tls.crt or no tls.key",
+            "Gateway ns/edge listener b: tls.mode \"Passthrough\" is not supported; use Terminate",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        assert_eq!(problems.len(), 4, "{text}");
     }
 }

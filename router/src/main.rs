@@ -80,8 +80,10 @@ struct Args {
         default_value_t = 20
     )]
     h2_max_pending_resets: usize,
-    /// Address of a TLS listener (needs --tls-certificate); ALPN offers h2 and http/1.1.
-    #[arg(long, env = "SISKIN_ROUTER_TLS_LISTEN", requires = "tls_certificate")]
+    /// Address of a TLS listener; ALPN offers h2 and http/1.1. Certificates come from
+    /// --tls-certificate and, in --kubernetes mode, from the certificateRefs Secrets of the
+    /// HTTPS listeners of Gateways of --gateway-class.
+    #[arg(long, env = "SISKIN_ROUTER_TLS_LISTEN")]
     tls_listen: Option<SocketAddr>,
     /// CERT_FILE,KEY_FILE (PEM) for the TLS listener; repeat for more names. The certificate
     /// whose subjectAltName matches the client's SNI is served (the first when none does);
@@ -105,6 +107,11 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.tls_listen.is_some() && !args.kubernetes && args.tls_certificate.is_empty() {
+        anyhow::bail!(
+            "--tls-listen needs --tls-certificate CERT_FILE,KEY_FILE (with --config; in --kubernetes mode certificates can also come from Gateway listeners)"
+        );
+    }
     let options = Options {
         source: match args.config {
             Some(path) => Source::File(path),

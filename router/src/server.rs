@@ -158,12 +158,18 @@ impl Router {
             ),
         };
         let path = path.display().to_string();
-        let certificates = match &options.tls {
-            Some(t) => Some(Arc::new(
-                crate::tls::CertStore::load(t.certificates.clone()).map_err(|e| e.to_string())?,
-            )),
-            None => None,
-        };
+        // In Kubernetes mode certificates also come from Gateway listeners, so files are
+        // optional there.
+        let certificates = match (&options.tls, &options.source) {
+            (Some(t), Source::File(_)) => Some(crate::tls::CertStore::load(t.certificates.clone())),
+            (Some(t), Source::Kubernetes(_)) => {
+                Some(crate::tls::CertStore::with_files(t.certificates.clone()))
+            }
+            (None, _) => None,
+        }
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .map(Arc::new);
         let registry = Registry::default();
         let state = registry.build(table, 1);
         let status = siskin_route::ConfigStatus {
@@ -217,10 +223,26 @@ impl Router {
                     std::io::Error::other(format!("cannot reach the Kubernetes API: {e}"))
                 })?;
                 let target = shared.clone();
-                tokio::spawn(crate::kube_source::run(client, opts, move |config| {
-                    let compiled = siskin_route::Table::compile(config).map_err(|e| e.to_string());
-                    install(&target, compiled);
-                }));
+                let sink = shared.certificates.clone().map(|store| {
+                    let target = shared.clone();
+                    Box::new(move |pairs: Vec<crate::tls::PemPair>| {
+                        for e in store.install_secrets(&pairs) {
+                            target.connections.tls_reload_errors.fetch_add(1, Relaxed);
+                            tracing::error!(error = %e, "certificate refused; the last good one from it stays");
+                        }
+                        tracing::info!(names = ?store.names(), "TLS certificates from Gateways");
+                    }) as crate::kube_source::CertificateSink
+                });
+                tokio::spawn(crate::kube_source::run(
+                    client,
+                    opts,
+                    move |config| {
+                        let compiled =
+                            siskin_route::Table::compile(config).map_err(|e| e.to_string());
+                        install(&target, compiled);
+                    },
+                    sink,
+                ));
             }
         }
 
@@ -384,10 +406,26 @@ async fn serve<S>(
     let watchdog = conn::watchdog(activity, shared.options.limits);
     if h2 {
         let conn = builders.h2_only.serve_connection(io, service);
-        drive(conn, |c| c.graceful_shutdown(), watchdog, peer, &shared, drain).await;
+        drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            watchdog,
+            peer,
+            &shared,
+            drain,
+        )
+        .await;
     } else {
         let conn = builders.auto.serve_connection_with_upgrades(io, service);
-        drive(conn, |c| c.graceful_shutdown(), watchdog, peer, &shared, drain).await;
+        drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            watchdog,
+            peer,
+            &shared,
+            drain,
+        )
+        .await;
     }
 }
 

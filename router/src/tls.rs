@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     fmt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::SystemTime,
 };
 
@@ -65,6 +65,14 @@ pub enum TlsError {
         /// What is wrong.
         reason: String,
     },
+    /// A certificate from a Kubernetes Secret does not load.
+    #[error("{secret}: {reason}")]
+    Secret {
+        /// `Secret NAMESPACE/NAME`.
+        secret: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No certificate was given.
     #[error("a TLS listener needs at least one --tls-certificate CERT_FILE,KEY_FILE")]
     NoCertificate,
@@ -73,13 +81,55 @@ pub enum TlsError {
     Config(String),
 }
 
+/// A certificate and its key in PEM, from a Kubernetes Secret of type `kubernetes.io/tls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PemPair {
+    /// Where it comes from, for errors and logs: `Secret NAMESPACE/NAME`.
+    pub source: String,
+    /// `tls.crt`: the chain, leaf first.
+    pub cert: Vec<u8>,
+    /// `tls.key`.
+    pub key: Vec<u8>,
+}
+
+/// One certificate and the DNS names (subjectAltName) it serves.
+#[derive(Clone)]
+struct Entry {
+    key: Arc<CertifiedKey>,
+    names: Vec<String>,
+}
+
 /// Loaded certificates, indexed by the DNS names of each leaf's subjectAltName.
 struct Certificates {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// `*.example.com` stored as `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// Served when the client sends no SNI or a name no certificate covers: the first given.
-    default: Arc<CertifiedKey>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    fn index<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Certificates {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut default = None;
+        for e in entries {
+            for name in &e.names {
+                let name = name.to_ascii_lowercase();
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard.entry(parent.to_string()),
+                    None => exact.entry(name),
+                }
+                .or_insert_with(|| e.key.clone());
+            }
+            default.get_or_insert_with(|| e.key.clone());
+        }
+        Certificates {
+            exact,
+            wildcard,
+            default,
+        }
+    }
 }
 
 impl fmt::Debug for Certificates {
@@ -91,33 +141,104 @@ impl fmt::Debug for Certificates {
     }
 }
 
+/// What the store is built from: the files (in the order given), then certificates handed in
+/// from Kubernetes Secrets (by source, so a bad update keeps the last good one).
+#[derive(Default)]
+struct Parts {
+    files: Vec<Entry>,
+    secrets: Vec<(String, Entry)>,
+}
+
 /// The certificate store a TLS listener resolves from; swapped whole on reload.
-#[derive(Debug)]
 pub struct CertStore {
     current: ArcSwap<Certificates>,
     files: Vec<CertificateFiles>,
+    parts: Mutex<Parts>,
     provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("files", &self.files)
+            .field("current", &self.current.load())
+            .finish()
+    }
 }
 
 type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 
 impl CertStore {
-    /// Loads every pair; any error refuses the whole set.
+    /// Loads every pair; any error refuses the whole set. At least one pair is needed.
     pub fn load(files: Vec<CertificateFiles>) -> Result<CertStore, TlsError> {
+        if files.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        Self::with_files(files)
+    }
+
+    /// Loads the pairs given (maybe none): certificates may also come later from Secrets
+    /// ([`CertStore::install_secrets`]). Until one is there, handshakes fail.
+    pub fn with_files(files: Vec<CertificateFiles>) -> Result<CertStore, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = load_all(&files, &provider)?;
+        let loaded = load_files(&files, &provider)?;
+        let parts = Parts {
+            files: loaded,
+            secrets: Vec::new(),
+        };
         Ok(CertStore {
-            current: ArcSwap::from_pointee(certs),
+            current: ArcSwap::from_pointee(Certificates::index(&parts.files)),
             files,
+            parts: Mutex::new(parts),
             provider,
         })
     }
 
+    fn parts(&self) -> std::sync::MutexGuard<'_, Parts> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, parts: &Parts) {
+        let all = parts
+            .files
+            .iter()
+            .chain(parts.secrets.iter().map(|(_, e)| e));
+        self.current.store(Arc::new(Certificates::index(all)));
+    }
+
     /// Re-reads the files; on error the certificates in service stay.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let certs = load_all(&self.files, &self.provider)?;
-        self.current.store(Arc::new(certs));
+        let loaded = load_files(&self.files, &self.provider)?;
+        let mut parts = self.parts();
+        parts.files = loaded;
+        self.publish(&parts);
         Ok(())
+    }
+
+    /// Replaces the certificates that come from Secrets with `pairs`. A pair that does not
+    /// load is reported, and the last good certificate from the same source (if any) stays in
+    /// service; sources no longer in `pairs` are dropped.
+    pub fn install_secrets(&self, pairs: &[PemPair]) -> Vec<TlsError> {
+        let mut errors = Vec::new();
+        let mut parts = self.parts();
+        let mut next = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            match parse_pair(&p.cert, &p.key, &self.provider) {
+                Ok(entry) => next.push((p.source.clone(), entry)),
+                Err(e) => {
+                    errors.push(TlsError::Secret {
+                        secret: p.source.clone(),
+                        reason: e.to_string(),
+                    });
+                    if let Some(old) = parts.secrets.iter().find(|(s, _)| *s == p.source) {
+                        next.push(old.clone());
+                    }
+                }
+            }
+        }
+        parts.secrets = next;
+        self.publish(&parts);
+        errors
     }
 
     /// The DNS names served, for logs and the admin port.
@@ -157,7 +278,7 @@ impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let certs = self.current.load();
         let Some(name) = hello.server_name() else {
-            return Some(certs.default.clone());
+            return certs.default.clone();
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(c) = certs.exact.get(&name) {
@@ -168,34 +289,30 @@ impl ResolvesServerCert for CertStore {
         {
             return Some(c.clone());
         }
-        Some(certs.default.clone())
+        certs.default.clone()
     }
 }
 
-fn load_all(
+fn load_files(
     files: &[CertificateFiles],
     provider: &CryptoProvider,
-) -> Result<Certificates, TlsError> {
-    let mut exact = HashMap::new();
-    let mut wildcard = HashMap::new();
-    let mut default = None;
-    for f in files {
-        let (key, names) = load_pair(f, provider)?;
-        for name in names {
-            let name = name.to_ascii_lowercase();
-            match name.strip_prefix("*.") {
-                Some(parent) => wildcard.entry(parent.to_string()),
-                None => exact.entry(name),
-            }
-            .or_insert_with(|| key.clone());
-        }
-        default.get_or_insert(key);
-    }
-    Ok(Certificates {
-        exact,
-        wildcard,
-        default: default.ok_or(TlsError::NoCertificate)?,
-    })
+) -> Result<Vec<Entry>, TlsError> {
+    files
+        .iter()
+        .map(|f| {
+            let cert = std::fs::read(&f.cert).map_err(|e| file_error(&f.cert, e))?;
+            let key = std::fs::read(&f.key).map_err(|e| file_error(&f.key, e))?;
+            parse_pair(&cert, &key, provider).map_err(|e| match e {
+                PairError::Cert(reason) => file_error(&f.cert, reason),
+                PairError::Key(reason) => file_error(&f.key, reason),
+                PairError::Mismatch(reason) => TlsError::Pair {
+                    cert: f.cert.clone(),
+                    key: f.key.clone(),
+                    reason,
+                },
+            })
+        })
+        .collect()
 }
 
 fn file_error(path: &Path, reason: impl fmt::Display) -> TlsError {
@@ -205,42 +322,42 @@ fn file_error(path: &Path, reason: impl fmt::Display) -> TlsError {
     }
 }
 
-fn load_pair(
-    f: &CertificateFiles,
-    provider: &CryptoProvider,
-) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&f.cert)
-        .map_err(|e| file_error(&f.cert, e))?
+/// What is wrong with a certificate and key pair, before we know where they came from.
+#[derive(Debug, thiserror::Error)]
+enum PairError {
+    #[error("certificate: {0}")]
+    Cert(String),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn parse_pair(cert: &[u8], key: &[u8], provider: &CryptoProvider) -> Result<Entry, PairError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
-        .map_err(|e| file_error(&f.cert, e))?;
+        .map_err(|e| PairError::Cert(e.to_string()))?;
     let Some(leaf) = chain.first() else {
-        return Err(file_error(&f.cert, "no CERTIFICATE block in the file"));
+        return Err(PairError::Cert("no CERTIFICATE block".into()));
     };
     let names: Vec<String> = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| {
-            file_error(
-                &f.cert,
-                format!("the first certificate does not parse: {e}"),
-            )
-        })?
+        .map_err(|e| PairError::Cert(format!("the first certificate does not parse: {e}")))?
         .valid_dns_names()
         .map(str::to_string)
         .collect();
-    let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| file_error(&f.key, e))?;
-    let pair_error = |reason: String| TlsError::Pair {
-        cert: f.cert.clone(),
-        key: f.key.clone(),
-        reason,
-    };
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| PairError::Key(e.to_string()))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| pair_error(format!("unsupported private key: {e}")))?;
+        .map_err(|e| PairError::Key(format!("unsupported private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| pair_error(format!("the key does not belong to the certificate: {e}")))?;
-    Ok((Arc::new(certified), names))
+    certified.keys_match().map_err(|e| {
+        PairError::Mismatch(format!("the key does not belong to the certificate: {e}"))
+    })?;
+    Ok(Entry {
+        key: Arc::new(certified),
+        names,
+    })
 }
 
 /// Reloads the store when any of its files changes; a bad set keeps the last good one.

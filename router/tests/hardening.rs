@@ -7,18 +7,17 @@
 mod support;
 
 use std::{
-    path::Path,
-    sync::{Arc, atomic::Ordering::SeqCst},
+    sync::atomic::Ordering::SeqCst,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+use support::{
+    RouterProcess, Upstream, backends, free_port, get, http1_client,
+    tls::{Pki, handshake, write_atomically},
 };
-use support::{RouterProcess, TempDir, Upstream, backends, free_port, get, http1_client};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -368,90 +367,6 @@ async fn http2_continuation_flood_is_cut_off() {
 }
 
 // === TLS ===
-
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let dir =
-            std::env::temp_dir().join(format!("siskin-tls-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Pki {
-            ca,
-            dir: TempDir(dir),
-        }
-    }
-
-    /// Writes `NAME.crt` and `NAME.key` (atomically, by rename) for `dns`; returns the leaf DER.
-    fn issue(&self, name: &str, dns: &str) -> Vec<u8> {
-        let mut params = CertificateParams::new(vec![dns.to_string()]).unwrap();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        write_atomically(&self.path(&format!("{name}.crt")), cert.pem().as_bytes());
-        write_atomically(
-            &self.path(&format!("{name}.key")),
-            key.serialize_pem().as_bytes(),
-        );
-        cert.der().to_vec()
-    }
-
-    fn path(&self, file: &str) -> std::path::PathBuf {
-        self.dir.0.join(file)
-    }
-
-    fn pair(&self, name: &str) -> String {
-        format!(
-            "{},{}",
-            self.path(&format!("{name}.crt")).display(),
-            self.path(&format!("{name}.key")).display()
-        )
-    }
-
-    fn connector(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// Handshakes with `sni`; returns the stream, the leaf certificate served and the ALPN chosen.
-async fn handshake(
-    pki: &Pki,
-    port: u16,
-    sni: &'static str,
-    alpn: &[&[u8]],
-) -> Result<(Tls, Vec<u8>, Option<Vec<u8>>), std::io::Error> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let name = rustls::pki_types::ServerName::try_from(sni).unwrap();
-    let tls = pki.connector(alpn).connect(name, tcp).await?;
-    let (_, conn) = tls.get_ref();
-    let leaf = conn.peer_certificates().unwrap()[0].to_vec();
-    let chosen = conn.alpn_protocol().map(<[u8]>::to_vec);
-    Ok((tls, leaf, chosen))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_by_sni_with_alpn_and_reload_without_dropping_connections() {

@@ -246,3 +246,162 @@ async fn serves_grpcroutes_by_method_and_header() {
     );
     assert_eq!(p.hits.load(SeqCst) - p0, 20, "everything else: primary");
 }
+
+/// HTTPS listeners of a Gateway of the router's class: their `certificateRefs` Secrets are
+/// served by SNI on the TLS listener, a rotated Secret reaches new handshakes, and a broken
+/// update keeps the last good certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_tls_from_gateway_certificate_refs() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use k8s_openapi::api::core::v1::Secret;
+    use support::tls::{Pki, handshake};
+
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = format!("gwtls-{}", std::process::id() % 100_000);
+    let pp = PatchParams::apply("test").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &pp,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let shop = Upstream::start("shop", false).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop"},
+        "spec": {"selector": {"app": "shop"}, "ports": [{"name": "http", "port": 80, "targetPort": 9898}]}});
+    services
+        .patch("shop", &pp, &Patch::Apply(&svc))
+        .await
+        .unwrap();
+    localnode::publish_endpoints(&client, &ns, "shop", "http", &[shop.port])
+        .await
+        .unwrap();
+    let pki = Pki::new();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let put_secret = |cert: String, key: String| {
+        let secrets = secrets.clone();
+        let pp = pp.clone();
+        async move {
+            let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-tls"},
+                "type": "kubernetes.io/tls", "stringData": {"tls.crt": cert, "tls.key": key}});
+            secrets
+                .patch("shop-tls", &pp, &Patch::Apply(&s))
+                .await
+                .unwrap();
+        }
+    };
+    let (cert, key, first) = pki.issue_pem("shop.example");
+    put_secret(cert, key.clone()).await;
+    let gateways: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+            "gateways",
+        ),
+    );
+    let gw = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "edge"},
+        "spec": {"gatewayClassName": "siskin", "listeners": [
+            {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "shop.example",
+             "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": "shop-tls"}]}}]}});
+    gateways
+        .patch("edge", &pp, &Patch::Apply(&gw))
+        .await
+        .unwrap();
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
+        "spec": {"parentRefs": [{"name": "edge"}], "hostnames": ["shop.example"],
+            "rules": [{"backendRefs": [{"name": "shop", "port": 80}]}]}});
+    routes
+        .patch("shop", &pp, &Patch::Apply(&route))
+        .await
+        .unwrap();
+
+    let tls_port = support::free_port();
+    let router = RouterProcess::start_kubernetes_with(
+        &plane.kubeconfig,
+        &ns,
+        &["--tls-listen", &format!("127.0.0.1:{tls_port}")],
+    )
+    .await;
+    let served = |want: Vec<u8>| {
+        let pki = &pki;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok((tls, leaf, _)) =
+                    handshake(pki, tls_port, "shop.example", &[b"http/1.1"]).await
+                    && leaf == want
+                {
+                    return tls;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the Secret's certificate was not served in time"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let tls = served(first.clone()).await;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let req = http::Request::get("/cart")
+            .header("host", "shop.example")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = h1.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if status == 200 {
+            assert_eq!(&body[..], b"shop /cart");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route not served over TLS: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Rotation: cert-manager rewrites the Secret; new handshakes get the new certificate.
+    let (cert2, key2, second) = pki.issue_pem("shop.example");
+    put_secret(cert2.clone(), key2).await;
+    served(second.clone()).await;
+
+    // A broken update (a key that is not the certificate's) keeps the last good one.
+    put_secret(cert2, key).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = router.admin_get("/metrics").await.unwrap();
+        if metrics.contains("siskin_router_tls_reload_errors_total 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken Secret was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, leaf, _) = handshake(&pki, tls_port, "shop.example", &[])
+        .await
+        .unwrap();
+    assert_eq!(leaf, second, "the last good certificate is still served");
+}

@@ -1,6 +1,8 @@
 //! Real upstream HTTP servers on loopback and the real `siskin-router` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tls;
+
 use std::{
     convert::Infallible,
     io::Write,
@@ -199,8 +201,20 @@ impl RouterProcess {
 
     /// The router in Kubernetes mode, watching one namespace of the cluster in `kubeconfig`.
     pub async fn start_kubernetes(kubeconfig: &std::path::Path, namespace: &str) -> RouterProcess {
+        Self::start_kubernetes_with(kubeconfig, namespace, &[]).await
+    }
+
+    /// Kubernetes mode with extra command-line flags.
+    pub async fn start_kubernetes_with(
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+    ) -> RouterProcess {
         let dir = scratch_dir();
-        let args = ["--kubernetes", "--namespace", namespace].map(String::from);
+        let mut args = ["--kubernetes", "--namespace", namespace]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
         let env = [("KUBECONFIG", kubeconfig.display().to_string())];
         Self::spawn(dir.clone(), dir.join("none"), &args, &env).await
     }
