@@ -217,14 +217,14 @@ async fn router_with_apps() -> (u16, u16) {
     )).unwrap();
     let (listen, admin) = (free_port(), free_port());
     let router = Router::new(RouterOptions {
-        source: RouterSource::File(path),
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, listen)),
-        admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
         max_concurrent: 1000,
-        max_header_bytes: 65536,
-        max_body_bytes: 0,
         connect_timeout: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(1),
+        ..RouterOptions::new(
+            RouterSource::File(path),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, listen)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
+        )
     })
     .unwrap();
     tokio::spawn(router.run());

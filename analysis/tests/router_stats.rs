@@ -71,14 +71,14 @@ async fn router(primary: u16, canary: u16) -> (u16, String) {
     )).unwrap();
     let (listen, admin) = (free_port(), free_port());
     let router = Router::new(Options {
-        source: Source::File(path),
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, listen)),
-        admin: SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
         max_concurrent: 1000,
-        max_header_bytes: 65536,
-        max_body_bytes: 0,
         connect_timeout: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(1),
+        ..Options::new(
+            Source::File(path),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, listen)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, admin)),
+        )
     })
     .unwrap();
     tokio::spawn(router.run());
