@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::{
-    core::v1::{Secret, Service},
+    core::v1::{ConfigMap, Secret, Service},
     discovery::v1::EndpointSlice,
 };
 use kube::{
@@ -22,9 +22,9 @@ use siskin_foreign::gateway::httproutes::{
     HttpRouteRulesMatchesQueryParamsType,
 };
 use siskin_route::{
-    Backend, BackendName, BackendRef, Config, Filter, Header, HeaderModifier, Match, Mirror,
-    PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Role, Route, Rule, SessionCookie,
-    Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
+    Backend, BackendName, BackendRef, BackendTls, Config, Filter, Header, HeaderModifier, Match,
+    Mirror, PathMatch, PathMatchType, PathModifier, Protocol, Redirect, Role, Route, Rule,
+    SessionCookie, Timeouts, UrlRewrite, ValueMatch, ValueMatchType,
 };
 use tokio::sync::Notify;
 
@@ -43,6 +43,13 @@ fn gateway_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
         "gateways",
+    )
+}
+
+fn backend_tls_policy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "BackendTLSPolicy"),
+        "backendtlspolicies",
     )
 }
 
@@ -149,6 +156,7 @@ pub async fn run(
         grpcroute_resource(),
         gateway_resource(),
     );
+    let bt = backend_tls_policy_resource();
     let (routes_api, grpc_api, gateways_api, services_api, slices_api, secrets_api) =
         match opts.namespace.as_deref() {
             Some(ns) => (
@@ -157,7 +165,7 @@ pub async fn run(
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw),
                 Api::<Service>::namespaced(client.clone(), ns),
                 Api::<EndpointSlice>::namespaced(client.clone(), ns),
-                Api::<Secret>::namespaced(client, ns),
+                Api::<Secret>::namespaced(client.clone(), ns),
             ),
             None => (
                 Api::<DynamicObject>::all_with(client.clone(), &hr),
@@ -165,15 +173,27 @@ pub async fn run(
                 Api::<DynamicObject>::all_with(client.clone(), &gw),
                 Api::<Service>::all(client.clone()),
                 Api::<EndpointSlice>::all(client.clone()),
-                Api::<Secret>::all(client),
+                Api::<Secret>::all(client.clone()),
             ),
         };
+    let (policies_api, config_maps_api) = match opts.namespace.as_deref() {
+        Some(ns) => (
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &bt),
+            Api::<ConfigMap>::namespaced(client, ns),
+        ),
+        None => (
+            Api::<DynamicObject>::all_with(client.clone(), &bt),
+            Api::<ConfigMap>::all(client),
+        ),
+    };
     let all = watcher::Config::default();
     let routes = store(routes_api, hr, all.clone(), changed.clone());
     let grpc_routes = store(grpc_api, gr, all.clone(), changed.clone());
     let gateways = store(gateways_api, gw, all.clone(), changed.clone());
     let services = store(services_api, (), all.clone(), changed.clone());
-    let slices = store(slices_api, (), all, changed.clone());
+    let slices = store(slices_api, (), all.clone(), changed.clone());
+    let policies = store(policies_api, bt, all.clone(), changed.clone());
+    let config_maps = store(config_maps_api, (), all, changed.clone());
     // Only TLS Secrets, and only when there is a TLS listener to serve them on.
     let secrets = certificates.as_ref().map(|_| {
         let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
@@ -192,6 +212,10 @@ pub async fn run(
             &gateways,
             &services.state(),
             &slices.state(),
+            &BackendTlsInputs {
+                policies: &policies.state(),
+                config_maps: &config_maps.state(),
+            },
             &opts,
         );
         apply(config);
@@ -332,12 +356,134 @@ where
     reader
 }
 
+/// BackendTLSPolicies and the ConfigMaps that hold their CA certificates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackendTlsInputs<'a> {
+    /// `gateway.networking.k8s.io/v1` BackendTLSPolicies.
+    pub policies: &'a [Arc<DynamicObject>],
+    /// ConfigMaps (`ca.crt`).
+    pub config_maps: &'a [Arc<ConfigMap>],
+}
+
+/// What a BackendTLSPolicy asks of one Service port.
+enum PolicyTls {
+    /// No policy targets it: cleartext.
+    None,
+    /// TLS with this setting.
+    Tls(BackendTls),
+    /// A policy targets it but cannot be followed (why): the backend gets no endpoints, so
+    /// its requests fail (503) rather than go out in cleartext.
+    Unusable(String),
+}
+
+impl BackendTlsInputs<'_> {
+    /// The policy for port `port` (name `port_name`) of Service `ns/name`: one naming that
+    /// port (`sectionName`) wins over one naming the whole Service; ties go to the oldest.
+    fn for_service(&self, ns: &str, name: &str, port_name: Option<&str>) -> PolicyTls {
+        let mut best: Option<(bool, &Arc<DynamicObject>)> = None;
+        for p in self.policies {
+            if p.namespace().as_deref() != Some(ns) {
+                continue;
+            }
+            for t in p.data["spec"]["targetRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let service = t["group"].as_str().unwrap_or("").is_empty()
+                    && t["kind"].as_str() == Some("Service")
+                    && t["name"].as_str() == Some(name);
+                let section = t["sectionName"].as_str();
+                if !service || section.is_some_and(|s| Some(s) != port_name) {
+                    continue;
+                }
+                let specific = section.is_some();
+                let older = |other: &Arc<DynamicObject>| {
+                    (
+                        p.metadata.creation_timestamp.clone().map(|t| t.0),
+                        p.name_any(),
+                    ) < (
+                        other.metadata.creation_timestamp.clone().map(|t| t.0),
+                        other.name_any(),
+                    )
+                };
+                if best.is_none_or(|(s, o)| (specific && !s) || (specific == s && older(o))) {
+                    best = Some((specific, p));
+                }
+            }
+        }
+        let Some((_, p)) = best else {
+            return PolicyTls::None;
+        };
+        let at = format!("BackendTLSPolicy {ns}/{}", p.name_any());
+        let v = &p.data["spec"]["validation"];
+        let Some(hostname) = v["hostname"].as_str().filter(|h| !h.is_empty()) else {
+            return PolicyTls::Unusable(format!("{at}: validation.hostname is required"));
+        };
+        if v["subjectAltNames"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return PolicyTls::Unusable(format!(
+                "{at}: validation.subjectAltNames is not supported yet; verify by hostname"
+            ));
+        }
+        let mut tls = BackendTls {
+            hostname: hostname.to_string(),
+            ..BackendTls::default()
+        };
+        if let Some(w) = v["wellKnownCACertificates"].as_str() {
+            tls.well_known_ca_certificates = Some(w.to_string());
+            return PolicyTls::Tls(tls);
+        }
+        let mut pem = String::new();
+        for r in v["caCertificateRefs"].as_array().into_iter().flatten() {
+            let cm = r["name"].as_str().unwrap_or_default();
+            if !r["group"].as_str().unwrap_or("").is_empty()
+                || r["kind"].as_str() != Some("ConfigMap")
+            {
+                return PolicyTls::Unusable(format!(
+                    "{at}: caCertificateRefs {cm}: only core ConfigMaps are supported"
+                ));
+            }
+            let found = self
+                .config_maps
+                .iter()
+                .find(|c| c.namespace().as_deref() == Some(ns) && c.name_any() == cm)
+                .and_then(|c| c.data.as_ref()?.get("ca.crt"));
+            let Some(ca) = found else {
+                return PolicyTls::Unusable(format!(
+                    "{at}: ConfigMap {ns}/{cm} with a ca.crt key not found"
+                ));
+            };
+            use rustls::pki_types::pem::PemObject;
+            let parsed = rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
+                .collect::<Result<Vec<_>, _>>();
+            if !parsed.is_ok_and(|c| !c.is_empty()) {
+                return PolicyTls::Unusable(format!(
+                    "{at}: ConfigMap {ns}/{cm} ca.crt holds no PEM certificate"
+                ));
+            }
+            pem.push_str(ca);
+            pem.push('\n');
+        }
+        if pem.is_empty() {
+            return PolicyTls::Unusable(format!(
+                "{at}: set validation.caCertificateRefs or wellKnownCACertificates: System"
+            ));
+        }
+        tls.ca_certificates = Some(pem);
+        PolicyTls::Tls(tls)
+    }
+}
+
 /// Builds the router configuration from the cluster's objects.
 pub fn translate(
     routes: &[Arc<HttpRoute>],
     gateways: &[Arc<DynamicObject>],
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
+    tls: &BackendTlsInputs<'_>,
     opts: &KubeOptions,
 ) -> Config {
     let ours: std::collections::BTreeSet<(String, String)> = gateways
@@ -400,7 +546,7 @@ pub fn translate(
                 .rules
                 .iter()
                 .flatten()
-                .map(|rule| translate_rule(rule, &ns, services, slices, &mut backends))
+                .map(|rule| translate_rule(rule, &ns, services, slices, tls, &mut backends))
                 .collect(),
         };
         out.push(route);
@@ -416,16 +562,40 @@ fn translate_rule(
     ns: &str,
     services: &[Arc<Service>],
     slices: &[Arc<EndpointSlice>],
+    tls: &BackendTlsInputs<'_>,
     backends: &mut BTreeMap<String, Backend>,
 ) -> Rule {
     let mut backend = |name: &str, bns: Option<&str>, port: Option<u16>| -> String {
         let bns = bns.unwrap_or(ns);
         let key = format!("{bns}/{name}:{}", port.unwrap_or(0));
-        backends.entry(key.clone()).or_insert_with(|| Backend {
-            name: key.clone(),
-            endpoints: endpoints(bns, name, port, services, slices),
-            protocol: protocol(bns, name, port, services),
-            role: Some(Role::of_service(name)),
+        backends.entry(key.clone()).or_insert_with(|| {
+            let port_name = service(bns, name, services).and_then(|s| {
+                s.spec
+                    .as_ref()?
+                    .ports
+                    .as_ref()?
+                    .iter()
+                    .find(|p| port.is_none_or(|want| i32::from(want) == p.port))?
+                    .name
+                    .clone()
+            });
+            let mut endpoints = endpoints(bns, name, port, services, slices);
+            let tls = match tls.for_service(bns, name, port_name.as_deref()) {
+                PolicyTls::None => None,
+                PolicyTls::Tls(t) => Some(t),
+                PolicyTls::Unusable(why) => {
+                    tracing::warn!(backend = %key, problem = %why, "backend not served: its BackendTLSPolicy cannot be followed");
+                    endpoints.clear();
+                    None
+                }
+            };
+            Backend {
+                name: key.clone(),
+                endpoints,
+                protocol: protocol(bns, name, port, services),
+                role: Some(Role::of_service(name)),
+                tls,
+            }
         });
         key
     };

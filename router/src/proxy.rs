@@ -259,7 +259,7 @@ async fn forward(
         ReqBody::Streaming(Some(incoming))
     };
     if let (Some((mirror_backend, _)), ReqBody::Buffered(bytes)) = (mirror, &body) {
-        spawn_mirror(shared, state, mirror_backend, &parts, bytes.clone());
+        spawn_mirror(state, mirror_backend, &parts, bytes.clone());
     }
 
     let retry = rule.retry.as_ref().filter(|_| body.replayable());
@@ -271,7 +271,7 @@ async fn forward(
     let mut backoff = retry
         .and_then(|r| r.backoff)
         .map_or(Duration::from_millis(25), |d| d.0);
-    let client = shared.clients.for_protocol(pool.protocol);
+    let client = &pool.client;
     let mut last = ErrorKind::NoEndpoint;
     let mut failed: Option<Arc<crate::upstream::Endpoint>> = None;
     for attempt in 0..attempts {
@@ -284,7 +284,7 @@ async fn forward(
         };
         let upstream = upstream_request(
             &parts,
-            &endpoint.authority,
+            (client.scheme(), &endpoint.authority),
             pool.protocol,
             body.take(),
             client_upgrade.is_some(),
@@ -398,7 +398,7 @@ const HOP_BY_HOP: [&str; 7] = [
 
 fn upstream_request(
     parts: &Parts,
-    addr: &http::uri::Authority,
+    (scheme, addr): (http::uri::Scheme, &http::uri::Authority),
     protocol: Protocol,
     body: Body,
     upgrade: bool,
@@ -409,7 +409,7 @@ fn upstream_request(
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let uri = Uri::builder()
-        .scheme(http::uri::Scheme::HTTP)
+        .scheme(scheme)
         .authority(addr.clone())
         .path_and_query(pq)
         .build()
@@ -443,9 +443,9 @@ fn upstream_request(
     Ok(req)
 }
 
-fn spawn_mirror(shared: &Shared, state: &State, backend: usize, parts: &Parts, body: Bytes) {
+fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
     let pool = state.pools[backend].clone();
-    let client = shared.clients.for_protocol(pool.protocol).clone();
+    let client = pool.client.clone();
     let (_, now_ms) = now_secs();
     let Some(endpoint) = pool.pick(rand32(), rand32(), now_ms, None).cloned() else {
         return;
@@ -453,7 +453,8 @@ fn spawn_mirror(shared: &Shared, state: &State, backend: usize, parts: &Parts, b
     let full = Full::new(body)
         .map_err(|e| -> BoxError { match e {} })
         .boxed();
-    let Ok(req) = upstream_request(parts, &endpoint.authority, pool.protocol, full, false) else {
+    let target = (client.scheme(), &endpoint.authority);
+    let Ok(req) = upstream_request(parts, target, pool.protocol, full, false) else {
         return;
     };
     // The copy runs on its own; the client's answer never waits for it.

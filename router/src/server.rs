@@ -171,7 +171,8 @@ impl Router {
         .map_err(|e| e.to_string())?
         .map(Arc::new);
         let registry = Registry::default();
-        let state = registry.build(table, 1);
+        let clients = Clients::new(options.connect_timeout);
+        let state = registry.build(table, 1, &clients)?;
         let status = siskin_route::ConfigStatus {
             path,
             generation: 1,
@@ -182,7 +183,7 @@ impl Router {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(state),
                 registry,
-                clients: Clients::new(options.connect_timeout),
+                clients,
                 limit: Semaphore::new(options.max_concurrent),
                 config_status: Mutex::new(status),
                 started: Instant::now(),
@@ -513,7 +514,15 @@ fn install(shared: &Shared, loaded: Result<siskin_route::Table, String>) {
     match loaded {
         Ok(table) => {
             let generation = status.generation + 1;
-            let state = shared.registry.build(table, generation);
+            let state = match shared.registry.build(table, generation, &shared.clients) {
+                Ok(state) => state,
+                Err(e) => {
+                    status.errors_total += 1;
+                    tracing::error!(error = %e, generation = status.generation, "configuration refused; keeping the last good one");
+                    status.last_error = Some(e);
+                    return;
+                }
+            };
             shared.state.store(Arc::new(state));
             status.generation = generation;
             status.reloads_total += 1;

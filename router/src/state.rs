@@ -6,11 +6,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use siskin_route::{Role, Table};
+use siskin_route::{BackendTls, Protocol, Role, Table};
 
 use crate::{
     stats::BackendStats,
-    upstream::{Endpoint, Pool, dial_addr},
+    upstream::{Clients, Endpoint, Pool, UpstreamClient, dial_addr},
 };
 
 /// One configuration version, ready to serve.
@@ -33,19 +33,47 @@ pub struct State {
 pub struct Registry {
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
     stats: Mutex<HashMap<(String, String), Arc<BackendStats>>>,
+    /// TLS clients by setting, so their connection pools outlive a reload.
+    tls: Mutex<HashMap<(BackendTls, Protocol), UpstreamClient>>,
 }
 
 // === impl Registry ===
 
 impl Registry {
-    /// Builds the state for `table`, reusing known endpoints and series and dropping the rest.
-    pub fn build(&self, table: Table, generation: u64) -> State {
+    /// Builds the state for `table`, reusing known endpoints, series and TLS clients and
+    /// dropping the rest. Fails (naming the backend) when a backend's TLS setting cannot be
+    /// used: an unreadable CA file, no usable CA certificate.
+    pub fn build(&self, table: Table, generation: u64, clients: &Clients) -> Result<State, String> {
+        let mut tls = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept_tls = HashMap::new();
+        let mut upstream = Vec::with_capacity(table.backends.len());
+        for (i, b) in table.backends.iter().enumerate() {
+            let client = match &b.tls {
+                None => clients.for_protocol(b.protocol),
+                Some(t) => {
+                    let key = (t.clone(), b.protocol);
+                    let client = match tls.get(&key) {
+                        Some(c) => c.clone(),
+                        None => clients
+                            .tls(t, b.protocol)
+                            .map_err(|e| format!("backends[{i}] ({}): {e}", b.name))?,
+                    };
+                    kept_tls.insert(key, client.clone());
+                    client
+                }
+            };
+            upstream.push(client);
+        }
+        *tls = kept_tls;
+        drop(tls);
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept_eps = HashMap::new();
         let pools = table
             .backends
             .iter()
-            .map(|b| Pool {
+            .zip(upstream)
+            .map(|(b, client)| Pool {
+                client,
                 protocol: b.protocol,
                 endpoints: b
                     .endpoints
@@ -92,12 +120,12 @@ impl Registry {
             .collect();
         let unrouted = series("", "(unrouted)", "", Role::None);
         *stats = kept;
-        State {
+        Ok(State {
             table,
             generation,
             pools,
             stats: per_rule,
             unrouted,
-        }
+        })
     }
 }

@@ -11,11 +11,13 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::{Client, ResponseFuture, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use siskin_route::Protocol;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use siskin_route::{BackendTls, Protocol};
 
 /// Boxed error crossing layers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,6 +55,36 @@ pub struct Pool {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Protocol spoken to them.
     pub protocol: Protocol,
+    /// The client (with its connection pool) requests to them go through.
+    pub client: UpstreamClient,
+}
+
+/// A pooled HTTP client: cleartext (shared by every cleartext backend of a protocol) or TLS
+/// (one per backend TLS setting, kept across reloads).
+#[derive(Clone, Debug)]
+pub enum UpstreamClient {
+    /// `http://`.
+    Plain(Client<HttpConnector, Body>),
+    /// `https://`, with the backend's SNI name and trust anchors.
+    Tls(Client<HttpsConnector<HttpConnector>, Body>),
+}
+
+impl UpstreamClient {
+    /// Sends a request.
+    pub fn request(&self, req: http::Request<Body>) -> ResponseFuture {
+        match self {
+            UpstreamClient::Plain(c) => c.request(req),
+            UpstreamClient::Tls(c) => c.request(req),
+        }
+    }
+
+    /// The URI scheme requests through this client use.
+    pub fn scheme(&self) -> http::uri::Scheme {
+        match self {
+            UpstreamClient::Plain(_) => http::uri::Scheme::HTTP,
+            UpstreamClient::Tls(_) => http::uri::Scheme::HTTPS,
+        }
+    }
 }
 
 /// HTTP clients with pooled connections, one per upstream protocol.
@@ -60,6 +92,7 @@ pub struct Pool {
 pub struct Clients {
     http1: Client<HttpConnector, Body>,
     h2c: Client<HttpConnector, Body>,
+    connector: HttpConnector,
 }
 
 // === impl Endpoint ===
@@ -186,16 +219,82 @@ impl Clients {
         let h2c = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Clients { http1, h2c }
+            .build(connector.clone());
+        Clients {
+            http1,
+            h2c,
+            connector,
+        }
     }
 
-    /// The client for a protocol.
-    pub fn for_protocol(&self, p: Protocol) -> &Client<HttpConnector, Body> {
-        match p {
-            Protocol::Http1 => &self.http1,
-            Protocol::H2c => &self.h2c,
+    /// The cleartext client for a protocol.
+    pub fn for_protocol(&self, p: Protocol) -> UpstreamClient {
+        UpstreamClient::Plain(match p {
+            Protocol::Http1 => self.http1.clone(),
+            Protocol::H2c => self.h2c.clone(),
+        })
+    }
+
+    /// A TLS client for a backend: SNI and verification by `tls.hostname`, trusting the CAs
+    /// it names; `h2c` backends speak HTTP/2 over TLS (ALPN h2), `http1` ones HTTP/1.1.
+    pub fn tls(&self, tls: &BackendTls, p: Protocol) -> Result<UpstreamClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = match (&tls.ca_certificates, &tls.ca_file) {
+            (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+            (None, Some(file)) => {
+                Some(std::fs::read(file).map_err(|e| format!("tls.caFile {file}: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        match pem {
+            Some(pem) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("tls CA certificates: {e}"))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err("tls CA certificates: no usable CERTIFICATE block".into());
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                let (added, _) = roots.add_parsable_certificates(native.certs);
+                if added == 0 {
+                    return Err(format!(
+                        "tls.wellKnownCACertificates System: no CA certificates found on this system ({:?})",
+                        native.errors.first().map(ToString::to_string)
+                    ));
+                }
+            }
         }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        // ALPN: hyper-rustls offers h2 for HTTP/2; for HTTP/1.1 none is offered (the default).
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                rustls::pki_types::ServerName::try_from(tls.hostname.clone())
+                    .map_err(|e| format!("tls.hostname {:?}: {e}", tls.hostname))?,
+            ));
+        let mut http = self.connector.clone();
+        http.enforce_http(false);
+        let client = match p {
+            Protocol::Http1 => Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(builder.enable_http1().wrap_connector(http)),
+            Protocol::H2c => Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(builder.enable_http2().wrap_connector(http)),
+        };
+        Ok(UpstreamClient::Tls(client))
     }
 }
 

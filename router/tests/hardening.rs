@@ -482,3 +482,133 @@ async fn tls_by_sni_with_alpn_and_reload_without_dropping_connections() {
     let (status, _, _) = get(&http1_client(), router.port, "/", &[]).await;
     assert_eq!(status, 200);
 }
+
+/// TLS to upstreams: SNI and verification by the backend's `tls.hostname` against its CA,
+/// HTTP/1.1 or h2 (ALPN) by the backend's protocol; a certificate for another name fails the
+/// request (never a fallback to cleartext); a TLS setting that cannot be used refuses the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_upstreams_verifies_the_backends_name() {
+    use support::tls::TlsUpstream;
+    let pki = Pki::new();
+    let (cert, key, _) = pki.issue_pem("api.internal");
+    let api = TlsUpstream::start("api", &cert, &key).await;
+    let ca = pki.path("ca.pem");
+    std::fs::write(&ca, pki.ca_pem()).unwrap();
+    let config = |hostname: &str, protocol: &str| {
+        format!(
+            "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: api}}]\nbackends:\n- name: api\n  protocol: {protocol}\n  endpoints: [\"127.0.0.1:{}\"]\n  tls: {{hostname: {hostname}, caFile: {}}}\n",
+            api.port,
+            ca.display()
+        )
+    };
+    let router = RouterProcess::start(&config("api.internal", "http1")).await;
+    let client = http1_client();
+    let (status, body, _) = get(&client, router.port, "/v1/items", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "api /v1/items HTTP/1.1"));
+    assert_eq!(
+        api.sni.lock().unwrap().last().cloned().flatten().as_deref(),
+        Some("api.internal"),
+        "SNI is the backend's tls.hostname"
+    );
+    assert_eq!(
+        api.alpn.lock().unwrap().last().cloned().flatten(),
+        None,
+        "HTTP/1.1 upstreams are not offered ALPN (so HTTP/1.1 is what the server assumes)"
+    );
+
+    // h2 over TLS for an h2c-protocol backend.
+    router.rewrite(&config("api.internal", "h2c"));
+    let started = Instant::now();
+    loop {
+        let (status, body, _) = get(&client, router.port, "/v2", &[]).await;
+        if body.ends_with("HTTP/2.0") {
+            assert_eq!(status, 200);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        api.alpn
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some(b"h2".as_slice())
+    );
+
+    // The endpoint's certificate does not carry the name asked for: the request fails.
+    router.rewrite(&config("billing.internal", "http1"));
+    let started = Instant::now();
+    loop {
+        let (status, body, _) = get(&client, router.port, "/", &[]).await;
+        if status == 502 {
+            assert!(
+                body.contains("connect_failed") || body.contains("upstream_failed"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Unusable TLS settings are refused with the place named; the last good file stays.
+    router.rewrite(&format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: api}}]\nbackends:\n- name: api\n  endpoints: [\"127.0.0.1:{}\"]\n  tls: {{hostname: api.internal, caFile: /nonexistent/ca.pem}}\n",
+        api.port
+    ));
+    let started = Instant::now();
+    loop {
+        let status = router.admin_get("/config").await.unwrap();
+        if status.contains("/nonexistent/ca.pem") {
+            assert!(status.contains("backends[0] (api)"), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_siskin-router"))
+        .args([
+            "--config",
+            router.config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &router.config,
+        "routes: []\nbackends:\n- {name: api, endpoints: [\"127.0.0.1:1\"], tls: {hostname: api.internal}}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_siskin-router"))
+        .args([
+            "--config",
+            router.config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("backends[0].tls: set exactly one of caCertificates"),
+        "{stderr}"
+    );
+}

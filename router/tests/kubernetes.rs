@@ -405,3 +405,117 @@ async fn serves_tls_from_gateway_certificate_refs() {
         .unwrap();
     assert_eq!(leaf, second, "the last good certificate is still served");
 }
+
+/// A BackendTLSPolicy on a Service port: the router speaks TLS to its endpoints, with SNI and
+/// verification by the policy's hostname against the CA in its ConfigMap; when the ConfigMap
+/// goes away the backend is not served (503), never in cleartext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_tls_policy_sends_tls_to_the_service() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use support::tls::{Pki, TlsUpstream};
+
+    let plane = ControlPlane::shared();
+    let client = plane.client().await.unwrap();
+    let ns = format!("btls-{}", std::process::id() % 100_000);
+    let pp = PatchParams::apply("test").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &pp,
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let pki = Pki::new();
+    let (cert, key, _) = pki.issue_pem("api.internal");
+    let api = TlsUpstream::start("api", &cert, &key).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}});
+    services
+        .patch("api", &pp, &Patch::Apply(&svc))
+        .await
+        .unwrap();
+    localnode::publish_endpoints(&client, &ns, "api", "https", &[api.port])
+        .await
+        .unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "api-ca"},
+        "data": {"ca.crt": pki.ca_pem()}});
+    config_maps
+        .patch("api-ca", &pp, &Patch::Apply(&cm))
+        .await
+        .unwrap();
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "BackendTLSPolicy"),
+            "backendtlspolicies",
+        ),
+    );
+    let policy = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy", "metadata": {"name": "api"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "api", "sectionName": "https"}],
+            "validation": {"hostname": "api.internal",
+                "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "api-ca"}]}}});
+    policies
+        .patch("api", &pp, &Patch::Apply(&policy))
+        .await
+        .unwrap();
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "api"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api", "port": 443}],
+            "rules": [{"backendRefs": [{"name": "api", "port": 443}]}]}});
+    routes
+        .patch("api", &pp, &Patch::Apply(&route))
+        .await
+        .unwrap();
+
+    let router = RouterProcess::start_kubernetes(&plane.kubeconfig, &ns).await;
+    let http = http1_client();
+    let host = format!("api.{ns}");
+    let host = [("host", host.as_str())];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body, _) = get(&http, router.port, "/orders", &host).await;
+        if status == 200 {
+            assert_eq!(body, "api /orders HTTP/1.1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not served over TLS in time: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        api.sni.lock().unwrap().last().cloned().flatten().as_deref(),
+        Some("api.internal")
+    );
+    config_maps
+        .delete("api-ca", &Default::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body, _) = get(&http, router.port, "/orders", &host).await;
+        if status == 503 {
+            assert!(body.contains("no_endpoint"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} {body} without the CA"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

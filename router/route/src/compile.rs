@@ -121,6 +121,34 @@ impl Table {
             if backend_index.insert(b.name.clone(), i).is_some() {
                 return Err(CompileError::DuplicateBackend(b.name.clone()));
             }
+            if let Some(tls) = &b.tls {
+                let at = format!("backends[{i}].tls");
+                if tls.hostname.is_empty() {
+                    return Err(invalid(
+                        &format!("{at}.hostname"),
+                        "give the name the endpoints' certificate carries (sent as SNI)".into(),
+                    ));
+                }
+                let trust = [
+                    tls.ca_certificates.is_some(),
+                    tls.ca_file.is_some(),
+                    tls.well_known_ca_certificates.is_some(),
+                ];
+                if trust.iter().filter(|t| **t).count() != 1 {
+                    return Err(invalid(
+                        &at,
+                        "set exactly one of caCertificates (PEM), caFile or wellKnownCACertificates: System".into(),
+                    ));
+                }
+                if let Some(w) = &tls.well_known_ca_certificates
+                    && w != "System"
+                {
+                    return Err(invalid(
+                        &format!("{at}.wellKnownCACertificates"),
+                        format!("{w:?}: the only value is System"),
+                    ));
+                }
+            }
             for (j, e) in b.endpoints.iter().enumerate() {
                 if e.rsplit_once(':')
                     .and_then(|(_, p)| p.parse::<u16>().ok())

@@ -353,10 +353,35 @@ pub struct Backend {
     /// The role of this backend in a release, for metrics (`primary`, `canary`); default `primary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// Speak TLS to the endpoints (Gateway API `BackendTLSPolicy`); cleartext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to a backend's endpoints: the name to ask for and verify, and whom to trust. Exactly
+/// one of `caCertificates`, `caFile` and `wellKnownCACertificates` says whom.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendTls {
+    /// Sent as SNI, and the name the endpoint's certificate must carry.
+    pub hostname: String,
+    /// CA certificates to trust, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// A PEM file of CA certificates to trust (read when the configuration loads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// `System`: trust the operating system's CA certificates.
+    #[serde(
+        default,
+        rename = "wellKnownCACertificates",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub well_known_ca_certificates: Option<String>,
 }
 
 /// Upstream protocol.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// HTTP/1.1.

@@ -97,3 +97,82 @@ pub async fn handshake(
     let chosen = conn.alpn_protocol().map(<[u8]>::to_vec);
     Ok((tls, leaf, chosen))
 }
+
+impl Pki {
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+}
+
+/// An upstream that speaks only TLS (HTTP/1.1 or h2 by ALPN), answering `NAME PATH`, and
+/// records the SNI name of each handshake.
+pub struct TlsUpstream {
+    pub port: u16,
+    pub sni: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    pub alpn: Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>>,
+}
+
+impl TlsUpstream {
+    pub async fn start(name: &'static str, cert_pem: &str, key_pem: &str) -> TlsUpstream {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let up = TlsUpstream {
+            port: listener.local_addr().unwrap().port(),
+            sni: Arc::default(),
+            alpn: Arc::default(),
+        };
+        let (sni, alpn) = (up.sni.clone(), up.alpn.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, sni, alpn) = (acceptor.clone(), sni.clone(), alpn.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let conn = tls.get_ref().1;
+                    sni.lock()
+                        .unwrap()
+                        .push(conn.server_name().map(str::to_string));
+                    alpn.lock()
+                        .unwrap()
+                        .push(conn.alpn_protocol().map(<[u8]>::to_vec));
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| async move {
+                            let body = format!("{name} {} {:?}", req.uri().path(), req.version());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+                });
+            }
+        });
+        up
+    }
+}
