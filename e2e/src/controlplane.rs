@@ -32,7 +32,11 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// API server URL.
     pub server: String,
-    children: Mutex<Vec<Child>>,
+    /// Every process started, by name (`watchdog`, `etcd`, `kube-apiserver`).
+    children: Mutex<Vec<(String, Child)>>,
+    /// How kube-apiserver was started, to start it again after [`ControlPlane::restart_apiserver`].
+    apiserver: Mutex<Option<(PathBuf, Vec<String>)>>,
+    pids: PathBuf,
 }
 
 // === impl ControlPlane ===
@@ -72,7 +76,9 @@ impl ControlPlane {
             kubeconfig: dir.join("kubeconfig"),
             server: String::new(),
             dir,
-            children: Mutex::new(vec![watchdog]),
+            children: Mutex::new(vec![("watchdog".to_string(), watchdog)]),
+            apiserver: Mutex::new(None),
+            pids: pids.clone(),
         };
         certs::write(&plane.dir.join("pki"))?;
         let token = random_hex(16)?;
@@ -105,31 +111,37 @@ impl ControlPlane {
 
         let pki_dir = plane.dir.join("pki");
         let p = |f: &str| pki_dir.join(f).display().to_string();
+        let apiserver_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--bind-address=127.0.0.1".to_string(),
+            "--advertise-address=127.0.0.1".to_string(),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--token-auth-file={}", tokens.display()),
+            "--authorization-mode=RBAC".to_string(),
+            format!("--service-account-issuer=https://127.0.0.1:{api_port}"),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            "--service-cluster-ip-range=10.96.0.0/16".to_string(),
+            "--allow-privileged=true".to_string(),
+            "--disable-admission-plugins=ServiceAccount".to_string(),
+            "--endpoint-reconciler-type=none".to_string(),
+            "--enable-priority-and-fairness=false".to_string(),
+            "--profiling=false".to_string(),
+            "--v=1".to_string(),
+        ];
         plane.spawn(
             &pids,
             "kube-apiserver",
-            Command::new(bins.join("kube-apiserver")).args([
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".to_string(),
-                "--advertise-address=127.0.0.1".to_string(),
-                format!("--secure-port={api_port}"),
-                format!("--tls-cert-file={}", p("apiserver.crt")),
-                format!("--tls-private-key-file={}", p("apiserver.key")),
-                format!("--client-ca-file={}", p("ca.crt")),
-                format!("--token-auth-file={}", tokens.display()),
-                "--authorization-mode=RBAC".to_string(),
-                format!("--service-account-issuer=https://127.0.0.1:{api_port}"),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                "--service-cluster-ip-range=10.96.0.0/16".to_string(),
-                "--allow-privileged=true".to_string(),
-                "--disable-admission-plugins=ServiceAccount".to_string(),
-                "--endpoint-reconciler-type=none".to_string(),
-                "--enable-priority-and-fairness=false".to_string(),
-                "--profiling=false".to_string(),
-                "--v=1".to_string(),
-            ]),
+            Command::new(bins.join("kube-apiserver")).args(&apiserver_args),
         )?;
+        *plane
+            .apiserver
+            .lock()
+            .map_err(|_| Error::Setup("poisoned".into()))? =
+            Some((bins.join("kube-apiserver"), apiserver_args));
         plane.server = format!("https://127.0.0.1:{api_port}");
         write_kubeconfig(&plane.kubeconfig, &plane.server, &pki_dir, &token)?;
 
@@ -142,9 +154,12 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    fn spawn(&mut self, pids: &Path, name: &str, cmd: &mut Command) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))
-            .map_err(io(format!("create {name}.log")))?;
+    fn spawn(&self, pids: &Path, name: &str, cmd: &mut Command) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .map_err(io(format!("open {name}.log")))?;
         let err = log.try_clone().map_err(io("clone log handle"))?;
         let child = cmd
             .stdin(Stdio::null())
@@ -160,11 +175,91 @@ impl ControlPlane {
         self.children
             .lock()
             .map_err(|_| Error::Setup("poisoned".into()))?
-            .push(child);
+            .push((name.to_string(), child));
         Ok(())
     }
 
+    /// The process id of the running component `name`.
+    fn pid_of(&self, name: &str) -> Result<u32> {
+        let children = self
+            .children
+            .lock()
+            .map_err(|_| Error::Setup("poisoned".into()))?;
+        children
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+            .ok_or_else(|| Error::Setup(format!("{name} is not running")))
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`…) to component `name`.
+    fn signal(&self, name: &str, signal: &str) -> Result<()> {
+        let pid = self.pid_of(name)?;
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .map_err(io("run kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Setup(format!(
+                "kill -{signal} {name} ({pid}) failed"
+            )))
+        }
+    }
+
+    /// Freezes etcd (SIGSTOP): the API server stays up but every read and write stalls until
+    /// [`ControlPlane::resume_etcd`].
+    pub fn pause_etcd(&self) -> Result<()> {
+        self.signal("etcd", "STOP")
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume_etcd(&self) -> Result<()> {
+        self.signal("etcd", "CONT")
+    }
+
+    /// Kills kube-apiserver (SIGKILL, as a crash would), keeps it down for `down`, starts it
+    /// again with the same flags and port, and waits until it is ready. Clients see refused
+    /// connections meanwhile and then a new server: their watches end and must be started again.
+    pub async fn restart_apiserver(&self, down: Duration) -> Result<()> {
+        let mut old = {
+            let mut children = self
+                .children
+                .lock()
+                .map_err(|_| Error::Setup("poisoned".into()))?;
+            let at = children
+                .iter()
+                .rposition(|(n, _)| n == "kube-apiserver")
+                .ok_or_else(|| Error::Setup("kube-apiserver is not running".into()))?;
+            children.remove(at).1
+        };
+        let _ = old.kill();
+        let _ = old.wait();
+        tokio::time::sleep(down).await;
+        let (program, args) = self
+            .apiserver
+            .lock()
+            .map_err(|_| Error::Setup("poisoned".into()))?
+            .clone()
+            .ok_or_else(|| Error::Setup("kube-apiserver was never started".into()))?;
+        self.spawn(
+            &self.pids,
+            "kube-apiserver",
+            Command::new(program).args(&args),
+        )?;
+        self.wait_ready().await
+    }
+
     async fn bootstrap(&self) -> Result<()> {
+        self.wait_ready().await?;
+        let client = self.client().await?;
+        self.after_ready(client).await
+    }
+
+    /// Waits until kube-apiserver answers `/readyz` with `ok` (90 s at most).
+    async fn wait_ready(&self) -> Result<()> {
         let client = self.client().await?;
         let started = Instant::now();
         let mut saw;
@@ -189,6 +284,10 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        Ok(())
+    }
+
+    async fn after_ready(&self, client: Client) -> Result<()> {
         // envtest also waits for the default namespace: it proves the bootstrap controllers ran.
         let ns: Api<Namespace> = Api::all(client.clone());
         crate::controlplane::poll(Duration::from_secs(30), "namespace default", || {
@@ -247,7 +346,7 @@ impl ControlPlane {
     /// Stops everything this plane started (also done by the watchdog when the test binary exits).
     pub fn stop(&self) {
         if let Ok(mut children) = self.children.lock() {
-            for c in children.iter_mut() {
+            for (_, c) in children.iter_mut() {
                 let _ = c.kill();
                 let _ = c.wait();
             }

@@ -16,13 +16,7 @@ pub fn load(path: &Path) -> Result<Table, String> {
 
 /// Parses and compiles configuration text.
 pub fn parse(text: &str) -> Result<Table, String> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    let config: Config = serde_path_to_error(de)?;
-    Table::compile(config).map_err(|e| e.to_string())
-}
-
-fn serde_path_to_error(de: serde_yaml::Deserializer<'_>) -> Result<Config, String> {
-    serde::Deserialize::deserialize(de).map_err(|e: serde_yaml::Error| e.to_string())
+    Table::compile(Config::from_yaml(text)?).map_err(|e| e.to_string())
 }
 
 /// A cheap fingerprint of a file: modification time and length.

@@ -10,7 +10,6 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod kube_source;
-pub mod normalize;
 pub mod proxy;
 pub mod server;
 pub mod state;
@@ -20,3 +19,5 @@ pub mod upstream;
 
 pub use error::ErrorKind;
 pub use server::{H2Limits, Options, Router, Source, TlsListener};
+/// Request path normalization (in [`siskin_route`], beside the matching it protects).
+pub use siskin_route::normalize;

@@ -8,7 +8,10 @@
 
 mod compile;
 mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
+pub mod normalize;
 mod report;
 mod select;
 

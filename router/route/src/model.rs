@@ -450,6 +450,16 @@ impl SessionCookie {
     }
 }
 
+// === impl Config ===
+
+impl Config {
+    /// Parses the router's YAML configuration file format; errors name the field.
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        serde::Deserialize::deserialize(serde_yaml::Deserializer::from_str(text))
+            .map_err(|e: serde_yaml::Error| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod cookie_tests {
     #![allow(clippy::unwrap_used)]
