@@ -12,7 +12,7 @@ use std::{
     net::{Ipv4Addr, TcpListener},
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::{
@@ -36,9 +36,17 @@ struct Pod {
     process: LocalProcess,
 }
 
+/// How long a replaced or removed process keeps serving, as a terminating pod does while its
+/// endpoint is withdrawn and the proxies in front of it follow (Kubernetes' grace period).
+const TERMINATION_GRACE: Duration = Duration::from_secs(5);
+
+/// Processes replaced or removed, kept running until their grace period is over.
+type Terminating = Arc<Mutex<Vec<(Instant, Pod)>>>;
+
 /// The kubelet; stops its processes when dropped.
 pub struct Kubelet {
     pods: Arc<Mutex<BTreeMap<String, Pod>>>,
+    terminating: Terminating,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,6 +55,9 @@ impl Drop for Kubelet {
         self.task.abort();
         if let Ok(mut pods) = self.pods.lock() {
             pods.clear();
+        }
+        if let Ok(mut t) = self.terminating.lock() {
+            t.clear();
         }
     }
 }
@@ -84,19 +95,28 @@ impl Kubelet {
     /// `sample-app` subcommand serves the sample app).
     pub fn start(client: Client, namespace: &str, sample_app: PathBuf) -> Kubelet {
         let pods: Arc<Mutex<BTreeMap<String, Pod>>> = Arc::default();
+        let terminating: Terminating = Arc::default();
         let ns = namespace.to_string();
         let task = tokio::spawn({
             let pods = pods.clone();
+            let terminating = terminating.clone();
             async move {
                 loop {
-                    if let Err(e) = pass(&client, &ns, &sample_app, &pods).await {
+                    if let Ok(mut t) = terminating.lock() {
+                        t.retain(|(since, _)| since.elapsed() < TERMINATION_GRACE);
+                    }
+                    if let Err(e) = pass(&client, &ns, &sample_app, &pods, &terminating).await {
                         eprintln!("kubelet {ns}: {e}");
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             }
         });
-        Kubelet { pods, task }
+        Kubelet {
+            pods,
+            terminating,
+            task,
+        }
     }
 
     /// Port of the process serving Deployment `name`, if it runs.
@@ -110,7 +130,13 @@ async fn pass(
     ns: &str,
     program: &std::path::Path,
     pods: &Arc<Mutex<BTreeMap<String, Pod>>>,
+    terminating: &Terminating,
 ) -> Result<()> {
+    let terminate = |old: Option<Pod>| {
+        if let (Some(old), Ok(mut t)) = (old, terminating.lock()) {
+            t.push((Instant::now(), old));
+        }
+    };
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
     let list = deployments
@@ -154,9 +180,8 @@ async fn pass(
             _ => Rollout::Ready,
         };
         if replicas == 0 || rollout != Rollout::Ready {
-            if let Ok(mut p) = pods.lock() {
-                p.remove(&name);
-            }
+            let old = pods.lock().ok().and_then(|mut p| p.remove(&name));
+            terminate(old);
         } else {
             let current = pods
                 .lock()
@@ -184,15 +209,16 @@ async fn pass(
                 })
                 .await
                 .map_err(|e| crate::Error::Setup(e.to_string()))??;
-                if let Ok(mut p) = pods.lock() {
+                let old = pods.lock().ok().and_then(|mut p| {
                     p.insert(
                         name.clone(),
                         Pod {
                             template: template.clone(),
                             process,
                         },
-                    );
-                }
+                    )
+                });
+                terminate(old);
             }
         }
         let labels = tmpl
@@ -243,8 +269,18 @@ async fn pass(
             }
         }
     }
-    if let Ok(mut p) = pods.lock() {
-        p.retain(|name, _| workloads.iter().any(|w| w.1 == *name));
+    let gone: Vec<String> = pods
+        .lock()
+        .map(|p| {
+            p.keys()
+                .filter(|name| !workloads.iter().any(|w| w.1 == **name))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in gone {
+        let old = pods.lock().ok().and_then(|mut p| p.remove(&name));
+        terminate(old);
     }
     // EndpointSlices for every Service with a selector.
     let services: Api<Service> = Api::namespaced(client.clone(), ns);

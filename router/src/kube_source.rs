@@ -199,6 +199,22 @@ pub async fn run(
         let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
         store(secrets_api, (), tls_only, changed.clone())
     });
+    // The first configuration waits for the objects every route needs, so a router starting
+    // (or restarting) never serves a partial view: routes without their endpoints. Optional
+    // kinds (GRPCRoute, BackendTLSPolicy, ConfigMaps, Secrets) may not be installed and are
+    // not waited for.
+    for (kind, ready) in [
+        ("HTTPRoutes", routes.wait_until_ready().await),
+        ("Gateways", gateways.wait_until_ready().await),
+        ("Services", services.wait_until_ready().await),
+        ("EndpointSlices", slices.wait_until_ready().await),
+    ] {
+        if ready.is_err() {
+            tracing::error!(kind, "watch stopped before the first read");
+            return;
+        }
+    }
+    changed.notify_one();
     let mut served: Option<Vec<PemPair>> = None;
     loop {
         changed.notified().await;

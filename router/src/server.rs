@@ -137,6 +137,10 @@ pub struct Shared {
     pub open: Arc<Semaphore>,
     /// Certificates of the TLS listener.
     pub certificates: Option<Arc<crate::tls::CertStore>>,
+    /// Set once a configuration from the source is in service: at start in file mode, after
+    /// the first complete read of the API in Kubernetes mode. `/readyz` answers 503 until then,
+    /// so a restarted pod gets traffic only once it knows its routes.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// A running router.
@@ -189,6 +193,10 @@ impl Router {
                 started: Instant::now(),
                 connections: conn::ConnCounters::default(),
                 open: Arc::new(Semaphore::new(options.limits.max_connections)),
+                ready: std::sync::atomic::AtomicBool::new(matches!(
+                    options.source,
+                    Source::File(_)
+                )),
                 certificates,
                 options,
             }),
@@ -524,6 +532,7 @@ fn install(shared: &Shared, loaded: Result<siskin_route::Table, String>) {
                 }
             };
             shared.state.store(Arc::new(state));
+            shared.ready.store(true, Relaxed);
             status.generation = generation;
             status.reloads_total += 1;
             status.last_error = None;

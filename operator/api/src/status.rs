@@ -99,6 +99,31 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub webhooks: Option<Vec<WebhookResult>>,
+    /// Siskin: the id of the last request (`siskin promote|abort|retry`, annotation
+    /// `siskin.dev/request`) acted on, so each is acted on once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<String>,
+    /// Siskin: the last releases that ended, oldest first (at most 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub history: Option<Vec<ReleaseRecord>>,
+}
+
+/// How many ended releases `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// One release that ended: promoted or rolled back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    /// The revision released (pod template hash).
+    pub revision: String,
+    /// `Succeeded` or `Failed`.
+    pub phase: Phase,
+    /// When it ended.
+    pub finished: Time,
+    /// Why, as the event said it (`Promotion completed!`, `failed checks threshold reached 2`).
+    pub message: String,
 }
 
 /// How many bytes of a webhook's answer are kept in status, events and errors.

@@ -41,6 +41,8 @@ pub struct Release<'a> {
     pub status: &'a CanaryStatus,
     /// The Canary is being deleted with `revertOnDeletion`.
     pub deleting: bool,
+    /// What a user asked by hand (pause, promote, abort, retry).
+    pub control: &'a siskin_engine::Control,
 }
 
 /// The world the release runs in.
@@ -117,6 +119,7 @@ async fn run(
         primary: workloads.primary,
         routes: seams.traffic.observe().await?,
         critical,
+        control: release.control.clone(),
         ..Default::default()
     };
     let now = seams.clock.now();

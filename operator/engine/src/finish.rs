@@ -1,6 +1,9 @@
 //! How a run ends: promotion traffic shift, finalising, rollback, skipped analysis, deletion.
 
-use siskin_api::{HookType, Phase, Severity, Weight};
+use siskin_api::{
+    HookType, Phase, Severity, Weight,
+    status::{HISTORY_LIMIT, ReleaseRecord},
+};
 
 use crate::{
     Action, Alert, Readiness, RouteState, Scale,
@@ -22,6 +25,8 @@ pub(crate) enum Rollback {
     Critical(String),
     /// Checks held the release without data past the progress deadline.
     NoData(String),
+    /// A user asked for it (`siskin abort`); who.
+    Aborted(String),
 }
 
 /// Routes everything back to the primary, scales the canary down and marks the run Failed.
@@ -54,6 +59,11 @@ pub(crate) fn rollback(cx: &mut Cx<'_>, why: Rollback) -> Flow {
             Severity::Error,
             format!("Progress deadline exceeded without data: {what}"),
         ),
+        Rollback::Aborted(by) => (
+            format!("aborted by {by}"),
+            Severity::Warn,
+            format!("Release aborted by {by}"),
+        ),
         Rollback::ApprovalExpired(hook) => (
             format!("gate {hook} did not approve before the approval deadline"),
             Severity::Error,
@@ -68,6 +78,7 @@ pub(crate) fn rollback(cx: &mut Cx<'_>, why: Rollback) -> Flow {
     s.mirrored = None;
     s.wait = None;
     cx.retire_cookies();
+    remember(cx, Phase::Failed, format!("rolled back: {reason}"));
     cx.warn("RolledBack", format!("Rolling back {target} {reason}"));
     cx.alert(severity, alert);
     cx.route();
@@ -108,7 +119,22 @@ fn succeed(cx: &mut Cx<'_>) {
     s.failed_checks = 0;
     s.wait = None;
     s.last_promoted_spec = s.last_applied_spec.clone();
+    remember(cx, Phase::Succeeded, "promoted".to_string());
     cx.actions.push(Action::RunHooks(HookType::PostRollout));
+}
+
+/// Adds the run that just ended to `status.history` (the last [`HISTORY_LIMIT`] are kept).
+pub(crate) fn remember(cx: &mut Cx<'_>, phase: Phase, message: String) {
+    let record = ReleaseRecord {
+        revision: cx.s.last_applied_spec.clone().unwrap_or_default(),
+        phase,
+        finished: siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(cx.now),
+        message,
+    };
+    let history = cx.s.history.get_or_insert_with(Vec::new);
+    history.push(record);
+    let extra = history.len().saturating_sub(HISTORY_LIMIT);
+    history.drain(..extra);
 }
 
 /// Promoting: wait for the primary to roll out, then move traffic back to it.
@@ -173,6 +199,11 @@ fn failed_promotion(cx: &mut Cx<'_>, msg: &str) -> Flow {
     cx.s.wait = None;
     cx.s.mirrored = None;
     cx.route();
+    remember(
+        cx,
+        Phase::Failed,
+        format!("promotion failed, primary not ready: {msg}"),
+    );
     let target = cx.target().to_string();
     cx.warn(
         "PromotionFailed",

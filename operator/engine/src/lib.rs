@@ -13,12 +13,16 @@
 mod action;
 mod conditions;
 mod finish;
+mod manual;
 mod observe;
 mod run;
 mod step;
 
 pub use action::{Action, Alert, Event, EventType, Scale, Split, Sticky};
-pub use observe::{AnalysisResult, GateResult, Observations, Readiness, RouteState, Workload};
+pub use observe::{
+    AnalysisResult, Control, GateResult, Observations, Readiness, Request, RequestAction,
+    RouteState, Workload,
+};
 pub use step::{Need, Step, at_routing, finalize, routing, step};
 
 /// Instants, as the status stores them.

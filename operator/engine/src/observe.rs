@@ -24,6 +24,62 @@ pub struct Observations {
     /// A `critical` metric that failed on live data since the last step (drivers evaluate
     /// critical metrics continuously); the run is rolled back at once.
     pub critical: Option<CheckStatus>,
+    /// What a user asked by hand (`siskin pause|resume|promote|abort|retry`).
+    pub control: Control,
+}
+
+/// A user's hand on a release, read from where the CLI and dashboard write it (the Canary's
+/// annotations, which GitOps tools leave alone; a file beside `siskin run`'s).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Paused, with who asked and why: the run holds where it is (no checks, no steps, no new
+    /// release started) until this is gone. Initializing, promoting and finalising finish first.
+    pub paused: Option<String>,
+    /// A one-shot request, acted on once (its id is kept in `status.lastRequest`).
+    pub request: Option<Request>,
+}
+
+/// A one-shot request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Unique per request (the CLI uses the time and a random suffix).
+    pub id: String,
+    /// What to do.
+    pub action: RequestAction,
+    /// Who asked, for events.
+    pub by: String,
+}
+
+/// What a request asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Skip the remaining steps, checks and gates of the run in progress and promote now.
+    Promote,
+    /// Roll the run in progress back now (phase Failed).
+    Abort,
+    /// Run the analysis again for the revision that failed.
+    Retry,
+}
+
+impl RequestAction {
+    /// The verb, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestAction::Promote => "promote",
+            RequestAction::Abort => "abort",
+            RequestAction::Retry => "retry",
+        }
+    }
+
+    /// Parses the CLI's verb.
+    pub fn parse(s: &str) -> Option<RequestAction> {
+        match s {
+            "promote" => Some(RequestAction::Promote),
+            "abort" => Some(RequestAction::Abort),
+            "retry" => Some(RequestAction::Retry),
+            _ => None,
+        }
+    }
 }
 
 /// Live routing, as a traffic backend reads it back from what it wrote.

@@ -456,7 +456,7 @@ fn confirm_promotion(cx: &mut Cx<'_>) -> Option<Flow> {
 
 /// Copies the canary's spec into the primary; traffic stays where it is until the primary
 /// has rolled out.
-fn promote(cx: &mut Cx<'_>) -> Flow {
+pub(crate) fn promote(cx: &mut Cx<'_>) -> Flow {
     cx.s.phase = Phase::Promoting;
     cx.s.wait = None;
     cx.route();

@@ -144,6 +144,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) actions: Vec<Action>,
     pub(crate) stalled: Option<String>,
     pub(crate) suspended: bool,
+    /// Paused by hand: who and why (the `Ready` condition says so).
+    pub(crate) paused: Option<String>,
 }
 
 impl<'a> Cx<'a> {
@@ -163,6 +165,7 @@ impl<'a> Cx<'a> {
             actions: Vec::new(),
             stalled: None,
             suspended: false,
+            paused: None,
         }
     }
 
@@ -178,7 +181,20 @@ impl<'a> Cx<'a> {
                 let kind = kind_name(self.spec.target_kind());
                 conditions::set_conditions(&mut self.s, kind, self.stalled.as_deref(), self.now);
                 if self.suspended {
-                    suspend_condition(&mut self.s, self.now);
+                    hold_condition(
+                        self.old,
+                        &mut self.s,
+                        "Suspended",
+                        "spec.suspend is true: the run is frozen",
+                        self.now,
+                    );
+                }
+                if let Some(by) = &self.paused {
+                    let msg = format!(
+                        "paused by {by}: the run holds at weight {} until `siskin resume` (or annotation siskin.dev/pause is removed)",
+                        self.s.canary_weight
+                    );
+                    hold_condition(self.old, &mut self.s, "Paused", &msg, self.now);
                 }
                 conditions::touch(self.old, &mut self.s, self.now);
                 Step {
@@ -332,19 +348,35 @@ pub(crate) fn tracked(configs: &BTreeMap<String, String>) -> Option<BTreeMap<Str
     (!configs.is_empty()).then(|| configs.clone())
 }
 
-fn suspend_condition(s: &mut CanaryStatus, now: Timestamp) {
+/// Condition `Ready` Unknown with `reason`: the run is held (suspended or paused). The
+/// condition as `old` had it is kept when it already said so, so a held run writes nothing.
+fn hold_condition(
+    old: &CanaryStatus,
+    s: &mut CanaryStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let kept = old
+        .condition("Ready")
+        .filter(|c| c.reason == reason && c.message.as_deref() == Some(message))
+        .cloned();
     if let Some(c) = s
         .conditions
         .iter_mut()
         .flatten()
         .find(|c| c.r#type == "Ready")
-        && c.reason != "Suspended"
     {
-        c.status = "Unknown".to_string();
-        c.reason = "Suspended".to_string();
-        c.message = Some("spec.suspend is true: the run is frozen".to_string());
-        c.last_update_time =
-            Some(siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        match kept {
+            Some(k) => *c = k,
+            None => {
+                c.status = "Unknown".to_string();
+                c.reason = reason.to_string();
+                c.message = Some(message.to_string());
+                c.last_update_time =
+                    Some(siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+            }
+        }
     }
 }
 
@@ -360,6 +392,13 @@ fn dispatch(cx: &mut Cx<'_>) -> Flow {
         }
         return Flow::Done(cx.interval());
     }
+    if let Some(flow) = crate::manual::request(cx) {
+        return flow;
+    }
+    if let Some(flow) = crate::manual::pause(cx) {
+        return flow;
+    }
+    crate::manual::resumed(cx);
     match cx.s.phase {
         Phase::Unset | Phase::Initializing => initialize(cx),
         Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting => idle(cx),
@@ -579,6 +618,7 @@ fn hold_rollout(cx: &mut Cx<'_>, gate: &GateResult, target: &Workload) -> Flow {
             cx.target(),
             gate.hook
         );
+        crate::finish::remember(cx, Phase::Failed, m.clone());
         cx.warn("ApprovalExpired", m.clone());
         cx.alert(Severity::Error, m);
     }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod ctl;
 mod demo;
 mod render;
 mod validate;
@@ -32,6 +33,8 @@ enum Command {
     Operator(Box<crate::kubernetes::Args>),
     /// Serve the sample application (version, error rate and latency set by flags).
     SampleApp(SampleAppArgs),
+    #[command(flatten)]
+    Ctl(ctl::Ctl),
 }
 
 /// Arguments of `siskin sample-app` (the same as `siskin-sample-app`'s).
@@ -127,6 +130,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(siskin_sample_app::serve(a.listen, app))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ctl(cmd) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ctl::run(cmd)),
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

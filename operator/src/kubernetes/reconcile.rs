@@ -188,12 +188,15 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
     let status = status::read(&canary);
     let route = format!("{ns}/{}", canary.spec.apex_name());
     let name = canary.name_any();
+    let control = crate::control::from_annotations(canary.annotations())
+        .map_err(|e| Error::invalid(e.field.clone(), e.message))?;
     let release = Release {
         name: &name,
         namespace: &ns,
         spec: &canary.spec,
         status: &status,
         deleting,
+        control: &control,
     };
     let templates = super::templates::read(
         &ctx.client,

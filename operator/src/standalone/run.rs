@@ -209,12 +209,22 @@ async fn drive_with(
             clock: &SystemClock,
             event_webhook,
         };
+        let control = match world.control() {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing is decided on a request that cannot be read.
+                world.say(format!("control file refused, the release waits: {e}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let release = Release {
             name: &file.name,
             namespace: NAMESPACE,
             spec: &canary.spec,
             status: &before,
             deleting: opts.revert,
+            control: &control,
         };
         let outcome = match siskin_driver::step(&release, &seams, critical.take()).await {
             Ok(o) => o,

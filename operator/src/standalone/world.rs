@@ -112,7 +112,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// Identity of a list of upstreams: the addresses, and for processes the command too.
-fn revision(list: &[Upstream]) -> String {
+pub fn revision(list: &[Upstream]) -> String {
     let key: Vec<String> = list
         .iter()
         .map(|u| match u {
@@ -233,6 +233,27 @@ impl FileWorld {
     /// The status as last persisted.
     pub fn status(&self) -> CanaryStatus {
         self.lock().persisted.status.clone()
+    }
+
+    /// What a user asked by hand: `<file>.control.yaml`, written by `siskin pause|resume|
+    /// promote|abort|retry --file`. None (and nothing asked) when there is no such file.
+    pub fn control(&self) -> Result<siskin_engine::Control, String> {
+        let path = sidecar(&self.file_path, "control");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(siskin_engine::Control::default());
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let doc: crate::control::ControlDoc = serde_yaml::from_str(&text).map_err(|e| {
+            format!(
+                "{}: {e}; write it with `siskin pause|resume|promote|abort|retry --file`",
+                path.display()
+            )
+        })?;
+        doc.control(&format!("{}: request", path.display()))
+            .map_err(|e| e.to_string())
     }
 
     /// Where the router reads its configuration.

@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, TcpListener},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -90,9 +90,52 @@ pub struct Router {
     pub proc: Proc,
     pub port: u16,
     pub admin: u16,
+    pub kubeconfig: PathBuf,
+}
+
+fn spawn_router(kubeconfig: &Path, port: u16, admin: u16) -> Child {
+    Command::new(router_binary())
+        .args(["--kubernetes", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--admin-addr",
+            &format!("127.0.0.1:{admin}"),
+            "--workers",
+            "1",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 impl Router {
+    /// SIGKILLs the router, starts it again on the same ports after `down`, and returns once
+    /// its `/readyz` answers 200, as a pod's readiness probe would see it.
+    pub async fn restart(&mut self, down: Duration) -> Duration {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+        tokio::time::sleep(down).await;
+        self.proc = Proc(spawn_router(&self.kubeconfig, self.port, self.admin));
+        let started = Instant::now();
+        loop {
+            let code = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://127.0.0.1:{}/readyz", self.admin))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            if code == "200" {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "router not ready 30 s after its restart"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The router's `/config` (for failure messages).
     pub fn config(&self) -> String {
         let out = Command::new("curl")
@@ -107,19 +150,7 @@ impl Router {
 /// parallel without reading each other's statistics).
 pub async fn start_router(plane: &ControlPlane, client: &Client, name: &str) -> Router {
     let (port, admin) = (free_port(), free_port());
-    let child = Command::new(router_binary())
-        .args(["--kubernetes", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--admin-addr",
-            &format!("127.0.0.1:{admin}"),
-            "--workers",
-            "1",
-        ])
-        .env("KUBECONFIG", &plane.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = spawn_router(&plane.kubeconfig, port, admin);
     let ns = siskin_e2e::OPERATOR_NAMESPACE;
     let pp = PatchParams::apply("siskin-e2e").force();
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
@@ -142,6 +173,7 @@ pub async fn start_router(plane: &ControlPlane, client: &Client, name: &str) -> 
         proc: Proc(child),
         port,
         admin,
+        kubeconfig: plane.kubeconfig.clone(),
     }
 }
 

@@ -77,6 +77,8 @@ pub struct State {
     pub status: CanaryStatus,
     pub calls: Vec<Call>,
     pub queries: Vec<Query>,
+    /// What a user asked by hand.
+    pub control: siskin_engine::Control,
 }
 
 /// The recording world.
@@ -110,6 +112,7 @@ impl World {
                 status: CanaryStatus::default(),
                 calls: Vec::new(),
                 queries: Vec::new(),
+                control: Default::default(),
             })),
         }
     }
@@ -124,13 +127,14 @@ impl World {
 
     /// One step of the driver, as a world would run it, with an optional live failure.
     pub async fn step_with(&self, critical: Option<CheckStatus>) -> Result<Outcome, Error> {
-        let status = self.with(|s| s.status.clone());
+        let (status, control) = self.with(|s| (s.status.clone(), s.control.clone()));
         let release = Release {
             name: "podinfo",
             namespace: "test",
             spec: &self.spec,
             status: &status,
             deleting: self.deleting,
+            control: &control,
         };
         let seams = Seams {
             platform: self,

@@ -50,6 +50,8 @@ pub struct Sim {
     pub analysis_verdict: Option<Verdict>,
     pub ticks: Vec<Tick>,
     pub hooks_run: Vec<HookType>,
+    /// What a user asked by hand.
+    pub control: siskin_engine::Control,
 }
 
 impl Sim {
@@ -72,6 +74,7 @@ impl Sim {
             analysis_verdict: None,
             ticks: Vec::new(),
             hooks_run: Vec::new(),
+            control: Default::default(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Sim {
                 .routes
                 .clone()
                 .map_or(RouteState::Absent, RouteState::Applied),
+            control: self.control.clone(),
             ..Default::default()
         }
     }
