@@ -1056,3 +1056,95 @@ async fn global_slack_flags_and_event_webhook_tell_of_a_failed_release() {
         "{told:#?}"
     );
 }
+
+/// `siskin <command> --file`: exit code and stdout.
+fn ctl(file: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_siskin"))
+        .args(args)
+        .arg("--file")
+        .arg(file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!(
+        "$ siskin {} --file → {}\n{stdout}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The CLI against a `siskin run` file: a pause holds a new release back, an abort rolls it
+/// back, a retry promotes it, and `wait` exits 0, 1 and 3 as a pipeline needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pauses_aborts_and_retries_a_standalone_release() {
+    let (v1, v2) = (upstream("v1", 0).await, upstream("v2", 0).await);
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("checkout.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    write_file(&file, listen, admin, &v1, &[]);
+    let run = Run::start(&file);
+    let load = steady_load(listen, Duration::from_millis(20));
+    wait_phase(&file, "Initialized", Duration::from_secs(20)).await;
+    assert_eq!(
+        ctl(&file, &["wait", "--for=Promoted", "--timeout", "5s"]).0,
+        0
+    );
+
+    assert_eq!(ctl(&file, &["pause", "--reason", "change freeze"]).0, 0);
+    write_file(&file, listen, admin, &v1, std::slice::from_ref(&v2));
+    assert_eq!(
+        ctl(&file, &["wait", "--for=Succeeded", "--timeout", "4s"]).0,
+        3
+    );
+    assert_eq!(status(&file)["status"]["phase"], "Initialized", "held back");
+    let (_, table) = ctl(&file, &["get"]);
+    assert!(
+        table.contains("checkout") && table.contains(" yes "),
+        "{table}"
+    );
+    let (_, text) = ctl(&file, &["describe"]);
+    assert!(text.contains("change freeze"), "{text}");
+
+    assert_eq!(ctl(&file, &["resume"]).0, 0);
+    wait_phase(&file, "Progressing", Duration::from_secs(30)).await;
+    assert_eq!(ctl(&file, &["abort"]).0, 0);
+    assert_eq!(
+        ctl(&file, &["wait", "--for=Succeeded", "--timeout", "60s"]).0,
+        1
+    );
+    assert_eq!(status(&file)["primary"], serde_json::json!([v1]));
+    assert_eq!(ctl(&file, &["retry"]).0, 0);
+    assert_eq!(
+        ctl(&file, &["wait", "--for=Succeeded", "--timeout", "90s"]).0,
+        0
+    );
+    assert_eq!(status(&file)["primary"], serde_json::json!([v2]));
+    let (_, history) = ctl(&file, &["history"]);
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert!(
+        rows[0].contains("Failed") && rows[0].contains("aborted by"),
+        "{history}"
+    );
+    assert!(rows[1].contains("Succeeded"), "{history}");
+    let lines = run.lines();
+    assert!(lines.iter().any(|l| l.contains("Paused by")), "{lines:#?}");
+    // A broken control file holds the release and says why.
+    std::fs::write(dir.path().join("checkout.control.yaml"), "pause: [").unwrap();
+    let started = Instant::now();
+    while !run
+        .lines()
+        .iter()
+        .any(|l| l.contains("control file refused"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:#?}",
+            run.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    load.abort();
+}
