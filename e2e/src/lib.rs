@@ -98,7 +98,12 @@ pub async fn apply_rbac(client: &kube::Client) -> Result<()> {
         api::{Patch, PatchParams},
     };
     let pp = PatchParams::apply("siskin-test").force();
-    for file in ["service_account.yaml", "role.yaml", "role_binding.yaml"] {
+    for file in [
+        "service_account.yaml",
+        "role.yaml",
+        "role_binding.yaml",
+        "user_roles.yaml",
+    ] {
         let path = repo_root().join("config/rbac").join(file);
         let text =
             std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;

@@ -133,14 +133,15 @@ async fn helm_chart_applies_to_the_api_server() {
 /// base is the one tested as the operator's identity; the chart must not drift from it).
 #[test]
 fn helm_cluster_role_matches_config_rbac() {
-    let rules_of = |yaml: &str| -> Value {
+    let role = |yaml: &str, name: &str| -> Value {
         serde_yaml::Deserializer::from_str(yaml)
             .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-            .find(|v: &Value| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "siskin")
-            .map(|v| v["rules"].clone())
-            .expect("a ClusterRole named siskin")
+            .find(|v: &Value| v["kind"] == "ClusterRole" && v["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("a ClusterRole named {name}"))
     };
+    let rules_of = |yaml: &str| role(yaml, "siskin")["rules"].clone();
     let kustomize = std::fs::read_to_string(repo_root().join("config/rbac/role.yaml")).unwrap();
+    let users = std::fs::read_to_string(repo_root().join("config/rbac/user_roles.yaml")).unwrap();
     let chart = run(
         &tool("SISKIN_HELM"),
         &[
@@ -154,6 +155,21 @@ fn helm_cluster_role_matches_config_rbac() {
         ],
     );
     assert_eq!(rules_of(&chart), rules_of(&kustomize));
+    // The users' roles too, with their aggregation labels.
+    for name in ["siskin-release-viewer", "siskin-release-manager"] {
+        let (c, k) = (role(&chart, name), role(&users, name));
+        assert_eq!(c["rules"], k["rules"], "{name}");
+        for label in [
+            "rbac.authorization.k8s.io/aggregate-to-view",
+            "rbac.authorization.k8s.io/aggregate-to-edit",
+            "rbac.authorization.k8s.io/aggregate-to-admin",
+        ] {
+            assert_eq!(
+                c["metadata"]["labels"][label], k["metadata"]["labels"][label],
+                "{name} {label}"
+            );
+        }
+    }
 }
 
 /// Every `http://host` of a line of `examples/` that names the load tester.

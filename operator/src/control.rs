@@ -131,6 +131,61 @@ pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<Contro
     .control(&field)
 }
 
+/// One hand on a release, as the CLI and the dashboard write it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Pause (`Some(who: why)`) or resume (`None`).
+    Pause(Option<String>),
+    /// A one-shot request.
+    Request(RequestDoc),
+}
+
+/// The pause annotation's value: who paused, and why when given.
+pub fn pause_value(who: &str, reason: Option<&str>) -> String {
+    match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(r) => format!("{who}: {r}"),
+        None => who.to_string(),
+    }
+}
+
+impl Change {
+    /// The annotations a merge patch sets (`null` removes the pause).
+    pub fn annotations(&self) -> serde_json::Value {
+        match self {
+            Change::Pause(v) => serde_json::json!({ PAUSE_ANNOTATION: v }),
+            Change::Request(doc) => serde_json::json!({
+                REQUEST_ANNOTATION: serde_json::to_string(doc).unwrap_or_default()
+            }),
+        }
+    }
+
+    /// The same change in a `siskin run` control file.
+    pub fn apply_to(&self, doc: &mut ControlDoc) {
+        match self {
+            Change::Pause(v) => doc.pause = v.clone(),
+            Change::Request(r) => doc.request = Some(r.clone()),
+        }
+    }
+
+    /// Writes it on the Canary: a merge patch of annotations only, so nothing a GitOps tool
+    /// applies is touched.
+    pub async fn write(
+        &self,
+        api: &kube::Api<siskin_api::Canary>,
+        name: &str,
+    ) -> Result<(), kube::Error> {
+        api.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": {"annotations": self.annotations()}}),
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

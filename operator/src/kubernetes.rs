@@ -148,6 +148,9 @@ pub struct Args {
     /// Canaries reconciled at once.
     #[arg(long, env = "SISKIN_THREADINESS", default_value_t = 2)]
     threadiness: u16,
+    /// The dashboard.
+    #[command(flatten)]
+    dashboard: crate::dashboard::Args,
 }
 
 fn init_logs(args: &Args) {
@@ -228,6 +231,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(serve(addr, metrics.clone(), ready.clone()));
     client.apiserver_version().await?;
     ready.store(true, Ordering::Relaxed);
+    // Every replica serves the dashboard, leader or not: it reads the API and writes
+    // annotations, which the leader acts on.
+    tokio::spawn(crate::dashboard::serve(
+        args.dashboard.clone(),
+        client.clone(),
+        group,
+        args.namespace.clone(),
+    ));
 
     let identity = format!(
         "{}_{:08x}",

@@ -9,6 +9,7 @@ mod analysis;
 mod backends;
 mod cli;
 mod control;
+mod dashboard;
 mod hooks;
 mod kubernetes;
 mod objects;

@@ -14,13 +14,15 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
 use siskin_api::{ApiGroup, Canary, CanaryStatus, Phase, canary::TargetKind, status::Verdict};
 use siskin_engine::RequestAction;
 
-use crate::control::{ControlDoc, PAUSE_ANNOTATION, REQUEST_ANNOTATION, RequestDoc};
+use crate::control::{
+    Change, ControlDoc, PAUSE_ANNOTATION, REQUEST_ANNOTATION, RequestDoc, pause_value,
+};
 
 /// Exit code of `wait` when the release ended the other way.
 pub const EXIT_OTHER_OUTCOME: u8 = 1;
@@ -184,11 +186,8 @@ pub async fn run(cmd: Ctl) -> anyhow::Result<ExitCode> {
         Ctl::Pause(a) => {
             let s = b.one(a.name.as_deref()).await?;
             let who = b.user().await;
-            let value = match a.reason {
-                Some(r) => format!("{who}: {r}"),
-                None => who,
-            };
-            b.set_pause(&s, Some(&value)).await?;
+            let value = pause_value(&who, a.reason.as_deref());
+            b.change(&s, Change::Pause(Some(value.clone()))).await?;
             println!(
                 "{}: paused ({value}); the release holds at its next step until `siskin resume {}`",
                 s.name, s.name
@@ -201,7 +200,7 @@ pub async fn run(cmd: Ctl) -> anyhow::Result<ExitCode> {
                 println!("{}: not paused", s.name);
                 return Ok(ExitCode::SUCCESS);
             }
-            b.set_pause(&s, None).await?;
+            b.change(&s, Change::Pause(None)).await?;
             println!("{}: resumed", s.name);
             Ok(ExitCode::SUCCESS)
         }
@@ -332,97 +331,87 @@ impl Backend {
         }
     }
 
-    async fn set_pause(&self, s: &Snapshot, value: Option<&str>) -> anyhow::Result<()> {
+    /// Writes a change: annotations on the Canary, or the control file beside a run file.
+    async fn change(&self, s: &Snapshot, change: Change) -> anyhow::Result<()> {
         match self {
-            Backend::Kube { .. } => {
-                self.annotate(&s.name, json!({ PAUSE_ANNOTATION: value }))
+            Backend::Kube {
+                client,
+                namespace,
+                group,
+                ..
+            } => {
+                let api: Api<Canary> = Api::namespaced_with(client.clone(), namespace, group);
+                change
+                    .write(&api, &s.name)
                     .await
+                    .map_err(|e| kube_error(e, namespace, Some(&s.name), *group))
             }
             Backend::File { path } => {
                 let mut c = read_control(path)?;
-                c.pause = value.map(str::to_string);
+                change.apply_to(&mut c);
                 write_control(path, &c)
             }
         }
     }
 
-    async fn request(&self, s: &Snapshot, doc: &RequestDoc) -> anyhow::Result<()> {
-        match self {
-            Backend::Kube { .. } => {
-                self.annotate(
-                    &s.name,
-                    json!({ REQUEST_ANNOTATION: serde_json::to_string(doc)? }),
-                )
-                .await
-            }
-            Backend::File { path } => {
-                let mut c = read_control(path)?;
-                c.request = Some(doc.clone());
-                write_control(path, &c)
-            }
-        }
-    }
-
-    /// A merge patch of annotations only: nothing a GitOps tool applies is touched.
-    async fn annotate(&self, name: &str, annotations: Value) -> anyhow::Result<()> {
-        let Backend::Kube {
-            client,
-            namespace,
-            group,
-            ..
-        } = self
-        else {
-            return Ok(());
-        };
-        let api: Api<Canary> = Api::namespaced_with(client.clone(), namespace, group);
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
-        )
-        .await
-        .map_err(|e| kube_error(e, namespace, Some(name), *group))?;
-        Ok(())
-    }
-
-    async fn events(&self, name: &str) -> Vec<(String, String, String, String)> {
+    async fn events(&self, name: &str) -> Vec<EventRow> {
         let Backend::Kube {
             client, namespace, ..
         } = self
         else {
             return Vec::new();
         };
-        let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-        let lp = ListParams::default().fields(&format!(
-            "involvedObject.kind=Canary,involvedObject.name={name}"
-        ));
-        let mut events: Vec<Event> = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
-        events.sort_by_key(|e| {
-            e.last_timestamp
-                .as_ref()
-                .map(|t| t.0)
-                .or(e.event_time.as_ref().map(|t| t.0))
-        });
-        events
-            .into_iter()
-            .rev()
-            .take(12)
-            .rev()
-            .map(|e| {
-                let when = e
-                    .last_timestamp
-                    .map(|t| t.0.to_string())
-                    .or(e.event_time.map(|t| t.0.to_string()))
-                    .unwrap_or_default();
-                (
-                    when,
-                    e.type_.unwrap_or_default(),
-                    e.reason.unwrap_or_default(),
-                    e.message.unwrap_or_default(),
-                )
-            })
-            .collect()
+        recent_events(client, namespace, name, 12)
+            .await
+            .unwrap_or_default()
     }
+}
+
+/// One event of a Canary, as `describe` and the dashboard show it.
+pub struct EventRow {
+    /// When it last happened (RFC 3339), empty when unknown.
+    pub when: String,
+    /// Normal or Warning.
+    pub kind: String,
+    /// The reason (`Synced`, `RolledBack`, ...).
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// The last `limit` events about Canary `name` in `ns`, oldest first.
+pub async fn recent_events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<EventRow>, kube::Error> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=Canary,involvedObject.name={name}"
+    ));
+    let mut events: Vec<Event> = api.list(&lp).await?.items;
+    events.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0))
+    });
+    let skip = events.len().saturating_sub(limit);
+    Ok(events
+        .into_iter()
+        .skip(skip)
+        .map(|e| EventRow {
+            when: e
+                .last_timestamp
+                .map(|t| t.0.to_string())
+                .or(e.event_time.map(|t| t.0.to_string()))
+                .unwrap_or_default(),
+            kind: e.type_.unwrap_or_default(),
+            reason: e.reason.unwrap_or_default(),
+            message: e.message.unwrap_or_default(),
+        })
+        .collect())
 }
 
 fn kube_error(e: kube::Error, ns: &str, name: Option<&str>, group: ApiGroup) -> anyhow::Error {
@@ -721,8 +710,11 @@ async fn describe(b: &Backend, s: &Snapshot) -> anyhow::Result<()> {
         if events.is_empty() {
             println!("  (none)");
         }
-        for (when, kind, reason, msg) in events {
-            println!("  {when} {kind:<8} {reason:<20} {msg}");
+        for e in events {
+            println!(
+                "  {} {:<8} {:<20} {}",
+                e.when, e.kind, e.reason, e.message
+            );
         }
     }
     Ok(())
@@ -751,7 +743,7 @@ async fn request(
 ) -> anyhow::Result<ExitCode> {
     let s = b.one(name).await?;
     let doc = RequestDoc::new(action, &b.user().await);
-    b.request(&s, &doc).await?;
+    b.change(&s, Change::Request(doc.clone())).await?;
     println!(
         "{}: {} requested (id {}); the operator acts on it at its next step, see `siskin describe {}`",
         s.name,

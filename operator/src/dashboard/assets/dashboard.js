@@ -1,0 +1,46 @@
+// Siskin dashboard: the action buttons and the reload. Actions are POSTs with the
+// X-Siskin-Request header, which a page on another site cannot send (CSRF).
+"use strict";
+(function () {
+  const result = document.getElementById("result");
+  const actions = document.getElementById("actions");
+  let busy = false;
+  if (actions) {
+    for (const button of actions.querySelectorAll("button[data-action]")) {
+      button.addEventListener("click", async () => {
+        const action = button.dataset.action;
+        const body = new URLSearchParams();
+        const reason = document.getElementById("reason");
+        if (action === "pause" && reason) body.set("reason", reason.value);
+        busy = true;
+        for (const b of actions.querySelectorAll("button")) b.disabled = true;
+        try {
+          const r = await fetch(actions.dataset.path + "/" + action, {
+            method: "POST",
+            credentials: "same-origin",
+            headers: { "X-Siskin-Request": "1" },
+            body,
+          });
+          const text = await r.text();
+          result.textContent = text;
+          result.className = r.ok ? "ok" : "fail";
+          result.dataset.status = String(r.status);
+        } catch (e) {
+          result.textContent = "the dashboard did not answer: " + e;
+          result.className = "fail";
+          result.dataset.status = "0";
+        } finally {
+          for (const b of actions.querySelectorAll("button")) b.disabled = false;
+          busy = false;
+        }
+      });
+    }
+  }
+  const every = Number(document.body.dataset.refresh || "0");
+  if (every > 0) {
+    setInterval(() => {
+      const typing = document.activeElement && document.activeElement.tagName === "INPUT";
+      if (!busy && !typing && !(result && result.textContent)) location.reload();
+    }, every * 1000);
+  }
+})();
