@@ -41,13 +41,15 @@ while IFS='=' read -r name path; do export "$name=$path"; done < <(scripts/tools
 "$SISKIN_H2SPEC" --version
 "$SISKIN_HELM" lint config/helm/siskin
 
-step "Prometheus, openssl and curl for the analysis and operator tests (Debian packages)"
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
+step "Prometheus, openssl, curl and Chromium for the analysis, operator and dashboard tests (Debian packages)"
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   sudo=$(command -v sudo || true)
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus openssl curl ca-certificates
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus openssl curl ca-certificates chromium chromium-driver fonts-dejavu-core
 fi
 prometheus --version 2>&1 | sed -n 1p
+chromium --version
+chromedriver --version
 
 step "tests"
 cargo test --workspace --locked --no-fail-fast

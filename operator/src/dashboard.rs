@@ -46,7 +46,7 @@ pub const REQUEST_HEADER: &str = "x-siskin-request";
 
 /// Dashboard flags of `siskin operator`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {
+pub struct DashboardArgs {
     /// Serve the dashboard on this address (e.g. 0.0.0.0:8090); no dashboard when unset.
     #[arg(long = "dashboard-address", env = "SISKIN_DASHBOARD_ADDRESS")]
     pub address: Option<SocketAddr>,
@@ -81,7 +81,7 @@ type St = State<Arc<Dash>>;
 
 /// Serves the dashboard on `args.address` until the process ends; watches Canaries (of
 /// `namespace`, or all) for the pages and the weight chart.
-pub async fn serve(args: Args, client: Client, group: ApiGroup, namespace: Option<String>) {
+pub async fn serve(args: DashboardArgs, client: Client, group: ApiGroup, namespace: Option<String>) {
     let Some(addr) = args.address else {
         return;
     };
@@ -179,7 +179,9 @@ fn router(dash: Arc<Dash>) -> Router {
         .with_state(dash)
 }
 
-/// Headers on every answer: no inline script or style, no framing, nothing cached.
+/// Headers on every answer: no inline script or style, no framing, nothing cached, no
+/// referrer to other sites (`same-origin`: with `no-referrer` browsers send `Origin: null` on
+/// the sign-in form, which [`same_origin`] refuses).
 async fn secure_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
@@ -195,7 +197,7 @@ async fn secure_headers(mut r: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -353,9 +355,8 @@ async fn login(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
     }
     let token = field(&body, "token").unwrap_or_default();
     let token = token.trim();
-    let refuse = |msg: String| {
-        (StatusCode::UNAUTHORIZED, Html(pages::login(Some(&msg)))).into_response()
-    };
+    let refuse =
+        |msg: String| (StatusCode::UNAUTHORIZED, Html(pages::login(Some(&msg)))).into_response();
     if !auth::cookie_safe(token) {
         return refuse(
             "This token cannot be used here: paste a bearer token (a JWT such as `kubectl create token` prints, or a static token of letters, digits and -._~+/=).".into(),
@@ -594,11 +595,7 @@ async fn act(
         },
     };
     if let Err(e) = change.write(&api, &name).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not written: {e}"),
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not written: {e}")).into_response();
     }
     info!(user = %user.name, %action, canary = %name, namespace = %ns, "dashboard action");
     (StatusCode::OK, said).into_response()

@@ -150,7 +150,7 @@ pub struct Args {
     threadiness: u16,
     /// The dashboard.
     #[command(flatten)]
-    dashboard: crate::dashboard::Args,
+    dashboard: crate::dashboard::DashboardArgs,
 }
 
 fn init_logs(args: &Args) {

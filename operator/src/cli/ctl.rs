@@ -711,10 +711,7 @@ async fn describe(b: &Backend, s: &Snapshot) -> anyhow::Result<()> {
             println!("  (none)");
         }
         for e in events {
-            println!(
-                "  {} {:<8} {:<20} {}",
-                e.when, e.kind, e.reason, e.message
-            );
+            println!("  {} {:<8} {:<20} {}", e.when, e.kind, e.reason, e.message);
         }
     }
     Ok(())

@@ -75,7 +75,9 @@ pub enum AuthError {
     #[error("the API server did not accept this token{0}")]
     Rejected(String),
     /// The review itself failed (API server down, the operator lacks RBAC for reviews).
-    #[error("cannot ask the API server ({0}); try again, or check that the operator may create tokenreviews and subjectaccessreviews")]
+    #[error(
+        "cannot ask the API server ({0}); try again, or check that the operator may create tokenreviews and subjectaccessreviews"
+    )]
     Unavailable(String),
 }
 
@@ -178,7 +180,9 @@ impl Auth {
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        let allowed = answer.status.is_some_and(|s| s.allowed && s.denied != Some(true));
+        let allowed = answer
+            .status
+            .is_some_and(|s| s.allowed && s.denied != Some(true));
         remember(&self.decisions, key, allowed);
         Ok(allowed)
     }

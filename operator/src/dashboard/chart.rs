@@ -39,8 +39,7 @@ impl Series {
             return;
         };
         let q = map.entry(key).or_default();
-        if q
-            .back()
+        if q.back()
             .is_some_and(|l| l.weight == s.weight && l.phase == s.phase)
         {
             return;
@@ -110,7 +109,8 @@ pub fn svg(samples: &[Sample], max_weight: i32, now: Timestamp) -> String {
     };
     let start = first.at.as_second().max(now.as_second() - WINDOW_SECONDS);
     let span = (now.as_second() - start).max(1) as f64;
-    let x = |t: Timestamp| LEFT + (W - LEFT - RIGHT) * ((t.as_second() - start).max(0) as f64 / span);
+    let x =
+        |t: Timestamp| LEFT + (W - LEFT - RIGHT) * ((t.as_second() - start).max(0) as f64 / span);
     if max_weight > 0 {
         let _ = write!(
             out,
@@ -131,7 +131,11 @@ pub fn svg(samples: &[Sample], max_weight: i32, now: Timestamp) -> String {
                     dots,
                     r##"<circle cx="{px:.1}" cy="{:.1}" r="3" fill="{}"><title>{} {}: {}</title></circle>"##,
                     y(s.weight),
-                    if s.phase == Phase::Failed { "#c00" } else { "#246" },
+                    if s.phase == Phase::Failed {
+                        "#c00"
+                    } else {
+                        "#246"
+                    },
                     hms(s.at),
                     s.phase.name(),
                     s.weight
@@ -228,7 +232,13 @@ mod tests {
         assert!(out.contains("max weight 50%"), "{out}");
         assert!(out.ends_with("</svg>"));
         // 3 samples: one point each, one corner before each change, one to now
-        let points = out.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = out
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 6, "{points}");
         assert!(svg(&[], 50, at(0)).contains("no samples yet"));
     }

@@ -228,7 +228,12 @@ fn threshold(min: Option<f64>, max: Option<f64>) -> String {
 }
 
 fn num(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), |v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string())
+    v.map_or("-".to_string(), |v| {
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    })
 }
 
 /// One Canary.
@@ -396,7 +401,13 @@ pub fn detail(user: &str, read_only: bool, refresh: u32, d: &Detail<'_>) -> Stri
             b.push_str("</tbody></table>");
         }
     }
-    page(&format!("{}/{}", r.namespace, r.name), Some(user), refresh, read_only, &b)
+    page(
+        &format!("{}/{}", r.namespace, r.name),
+        Some(user),
+        refresh,
+        read_only,
+        &b,
+    )
 }
 
 #[cfg(test)]
@@ -406,7 +417,9 @@ mod tests {
     #[test]
     fn urls_lose_everything_but_their_host() {
         assert_eq!(
-            redact_urls(r#"error sending request for url (https://hooks.slack.com/services/T0/B0/XYZ?token=s3cr3t)"#),
+            redact_urls(
+                r#"error sending request for url (https://hooks.slack.com/services/T0/B0/XYZ?token=s3cr3t)"#
+            ),
             "error sending request for url (https://hooks.slack.com/…)"
         );
         assert_eq!(
@@ -419,7 +432,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc(r#"<script>"x"&'"#), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
+        assert_eq!(
+            esc(r#"<script>"x"&'"#),
+            "&lt;script&gt;&quot;x&quot;&amp;&#39;"
+        );
         assert_eq!(text("<b>", 10), "&lt;b&gt;");
         assert_eq!(text("abcdef", 3), "abc…");
     }
