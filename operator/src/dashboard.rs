@@ -81,7 +81,12 @@ type St = State<Arc<Dash>>;
 
 /// Serves the dashboard on `args.address` until the process ends; watches Canaries (of
 /// `namespace`, or all) for the pages and the weight chart.
-pub async fn serve(args: DashboardArgs, client: Client, group: ApiGroup, namespace: Option<String>) {
+pub async fn serve(
+    args: DashboardArgs,
+    client: Client,
+    group: ApiGroup,
+    namespace: Option<String>,
+) {
     let Some(addr) = args.address else {
         return;
     };

@@ -152,6 +152,36 @@ impl Http {
     }
 }
 
+/// A kubeconfig acting with `token` on the plane's cluster.
+fn kubeconfig_for(name: &str, token: &str) -> PathBuf {
+    let plane = siskin_e2e::ControlPlane::shared();
+    let mut kc: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&plane.kubeconfig).unwrap()).unwrap();
+    kc["users"] = json!([{"name": name, "user": {"token": token}}]);
+    kc["contexts"] = json!([{"name": name, "context": {"cluster": "envtest", "user": name}}]);
+    kc["current-context"] = json!(name);
+    let path = plane
+        .dir
+        .join(format!("kubeconfig-{name}-{}", std::process::id()));
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
+/// `siskin ARGS -n NS` with `kubeconfig`: exit code, stdout, stderr.
+fn cli_with(kubeconfig: &std::path::Path, ns: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(siskin())
+        .args(args)
+        .args(["-n", ns, "--kubeconfig"])
+        .arg(kubeconfig)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 async fn wait_for_log(op: &Operator, needle: &str, limit: Duration) {
     let started = std::time::Instant::now();
     while !op.log().contains(needle) {
@@ -297,6 +327,25 @@ async fn the_dashboard_acts_as_its_user() {
         annotations(&c).get("siskin.dev/request").is_none(),
         "nothing was written: {c:#}"
     );
+
+    // The same roles for the CLI: the viewer reads and may not pause; the stranger may not
+    // read; the manager's pause and resume go through.
+    let as_viewer = kubeconfig_for("viewer", &viewer);
+    let (code, out, err) = cli_with(&as_viewer, &sc.ns, &["describe", "podinfo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Phase:        Initialized") && out.contains("Events:"),
+        "{out}"
+    );
+    let (code, _, err) = cli_with(&as_viewer, &sc.ns, &["pause", "podinfo"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("forbidden"), "{err}");
+    let (code, _, err) = cli_with(&kubeconfig_for("stranger", &stranger), &sc.ns, &["get"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("forbidden"), "{err}");
+    let as_manager = kubeconfig_for("manager", &manager);
+    assert_eq!(cli_with(&as_manager, &sc.ns, &["pause", "podinfo"]).0, 0);
+    assert_eq!(cli_with(&as_manager, &sc.ns, &["resume", "podinfo"]).0, 0);
 
     // --- the browser ---
     let b = browser::Browser::start().await;

@@ -81,10 +81,14 @@ pub enum AuthError {
     Unavailable(String),
 }
 
+/// A TokenReview's answer: the user, or why the token was refused.
+type Authenticated = Result<Arc<User>, String>;
+
 /// The reviews, with their recent answers.
 pub struct Auth {
     client: Client,
-    tokens: Mutex<HashMap<[u8; 32], (Instant, Result<Arc<User>, String>)>>,
+    /// By the token's SHA-256 (the tokens themselves are not kept).
+    tokens: Mutex<HashMap<[u8; 32], (Instant, Authenticated)>>,
     decisions: Mutex<HashMap<(User, Access), (Instant, bool)>>,
 }
 
