@@ -332,3 +332,64 @@ async fn loadtester_manifests_apply_and_serve_the_examples_urls() {
     );
     check_loadtester(&yaml, "test");
 }
+
+/// The chart ships config/grafana/'s dashboards unchanged: its files/grafana/ copies are the
+/// same bytes, and `grafana.dashboards.enabled=true` renders one ConfigMap per dashboard with
+/// the sidecar's label and the same JSON.
+#[test]
+fn helm_ships_the_grafana_dashboards() {
+    let chart = run(
+        &tool("SISKIN_HELM"),
+        &[
+            "template",
+            "siskin",
+            "config/helm/siskin",
+            "--namespace",
+            "siskin-system",
+            "--kube-version",
+            "1.36.0",
+            "--set",
+            "grafana.dashboards.enabled=true",
+        ],
+    );
+    let maps: Vec<Value> = serde_yaml::Deserializer::from_str(&chart)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &Value| {
+            v["kind"] == "ConfigMap" && v["metadata"]["labels"]["grafana_dashboard"] == "1"
+        })
+        .collect();
+    assert_eq!(maps.len(), 2, "one ConfigMap per dashboard");
+    for name in ["siskin-operator.json", "siskin-router.json"] {
+        let source =
+            std::fs::read_to_string(repo_root().join("config/grafana").join(name)).unwrap();
+        let copy = std::fs::read_to_string(
+            repo_root()
+                .join("config/helm/siskin/files/grafana")
+                .join(name),
+        )
+        .unwrap();
+        assert_eq!(
+            source, copy,
+            "config/helm/siskin/files/grafana/{name} is a copy of config/grafana/{name}"
+        );
+        let shipped = maps
+            .iter()
+            .find_map(|m| m["data"][name].as_str())
+            .unwrap_or_else(|| panic!("no ConfigMap holds {name}"));
+        let a: Value = serde_json::from_str(shipped).unwrap();
+        let b: Value = serde_json::from_str(&source).unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    // Off by default.
+    let plain = run(
+        &tool("SISKIN_HELM"),
+        &[
+            "template",
+            "siskin",
+            "config/helm/siskin",
+            "--kube-version",
+            "1.36.0",
+        ],
+    );
+    assert!(!plain.contains("grafana_dashboard"));
+}

@@ -136,6 +136,15 @@ impl Router {
         }
     }
 
+    /// The router's `/metrics`.
+    pub fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{}/metrics", self.admin)])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    }
+
     /// The router's `/config` (for failure messages).
     pub fn config(&self) -> String {
         let out = Command::new("curl")
