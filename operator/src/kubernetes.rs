@@ -218,14 +218,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics_server: args.metrics_server.clone(),
     });
     let metrics = Arc::new(metrics::Metrics::default());
-    metrics.set(
-        "siskin_info",
-        vec![
+    metrics
+        .info
+        .get_or_create(&vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("mesh_provider", args.mesh_provider.clone()),
-        ],
-        1.0,
-    );
+        ])
+        .set(1);
     let ready = Arc::new(AtomicBool::new(false));
     let addr = SocketAddr::new(args.listen_address, args.port);
     tokio::spawn(serve(addr, metrics.clone(), ready.clone()));
@@ -262,7 +261,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         info!(identity = e.identity(), "waiting for the leader lease");
         e.acquire().await;
         info!(identity = e.identity(), "leading");
-        metrics.set("siskin_leader", vec![], 1.0);
+        metrics.leader.set(1);
         let e = e.clone();
         tokio::spawn(async move {
             e.keep().await;
@@ -326,16 +325,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 args.alerts.destination(),
                 args.cluster_name.clone(),
                 Arc::new(move |kind, ok| {
-                    metrics.inc(
-                        "siskin_notifications_total",
-                        vec![
+                    metrics
+                        .notifications
+                        .get_or_create(&vec![
                             (
                                 "provider",
                                 kind.map_or("unknown", crate::hooks::alert_kind).to_string(),
                             ),
                             ("outcome", if ok { "sent" } else { "failed" }.to_string()),
-                        ],
-                    );
+                        ])
+                        .inc();
                 }),
             )
         },
@@ -356,7 +355,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     *per_ns.entry(c.namespace().unwrap_or_default()).or_default() += 1;
                 }
                 for (ns, n) in per_ns {
-                    metrics.set("siskin_canary_total", vec![("namespace", ns)], n as f64);
+                    metrics
+                        .canaries
+                        .get_or_create(&vec![("namespace", ns)])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             }
         });
@@ -467,7 +469,12 @@ async fn serve(addr: SocketAddr, metrics: Arc<metrics::Metrics>, ready: Arc<Atom
             "/metrics",
             get({
                 let m = metrics.clone();
-                move || async move { m.render() }
+                move || async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                        m.render(),
+                    )
+                }
             }),
         )
         .route("/healthz", get(|| async { "OK" }))

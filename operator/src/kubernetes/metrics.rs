@@ -1,144 +1,168 @@
-//! Operator metrics in Prometheus text format, the equivalents of Flagger's `flagger_*`.
+//! The operator's own metrics (the equivalents of Flagger's `flagger_*`), in one
+//! `prometheus-client` registry, exposed as OpenMetrics text on `/metrics`.
 
-use std::{collections::BTreeMap, fmt::Write, sync::Mutex};
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
 
 /// Histogram buckets of one reconcile's duration, in seconds.
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-type Labels = Vec<(&'static str, String)>;
+/// A label set, in the order written.
+pub type Labels = Vec<(&'static str, String)>;
 
-#[derive(Default)]
-struct Inner {
-    gauges: BTreeMap<(&'static str, String), f64>,
-    counters: BTreeMap<(&'static str, String), u64>,
-    histograms: BTreeMap<String, (Vec<u64>, f64, u64)>,
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-/// The registry.
-#[derive(Default)]
+/// Every metric, registered once; handles are cheap clones sharing the values.
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    /// `siskin_info{version, mesh_provider}` 1.
+    pub info: Family<Labels, Gauge>,
+    /// `siskin_canary_total{namespace}`.
+    pub canaries: Family<Labels, Gauge>,
+    /// `siskin_canary_status{name, namespace}`: 0 Progressing, 1 running or idle, 2 Failed.
+    pub status: Family<Labels, Gauge>,
+    /// `siskin_canary_weight{workload, namespace}`.
+    pub weight: Family<Labels, Gauge>,
+    /// `siskin_canary_metric_analysis{name, namespace, metric}`.
+    pub analysis: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// `siskin_canary_successes_total{name, namespace, deployment_strategy, analysis_status}`.
+    pub successes: Family<Labels, Counter>,
+    /// `siskin_canary_failures_total{...}`, the same labels.
+    pub failures: Family<Labels, Counter>,
+    /// `siskin_canary_duration_seconds{name, namespace}`.
+    pub duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `siskin_leader`.
+    pub leader: Gauge,
+    /// `siskin_notifications_total{provider, outcome}`.
+    pub notifications: Family<Labels, Counter>,
+    /// `siskin_reconcile_errors_total{kind}`.
+    pub reconcile_errors: Family<Labels, Counter>,
 }
 
-fn render_labels(labels: &Labels) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(",")
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            info: Family::default(),
+            canaries: Family::default(),
+            status: Family::default(),
+            weight: Family::default(),
+            analysis: Family::default(),
+            successes: Family::default(),
+            failures: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            leader: Gauge::default(),
+            notifications: Family::default(),
+            reconcile_errors: Family::default(),
+        };
+        let mut r = Registry::default();
+        r.register(
+            "siskin_info",
+            "Version and default provider of the operator",
+            m.info.clone(),
+        );
+        r.register(
+            "siskin_canary_total",
+            "Canaries per namespace",
+            m.canaries.clone(),
+        );
+        r.register(
+            "siskin_canary_status",
+            "0 Progressing, 1 running or idle, 2 Failed (as Flagger's flagger_canary_status)",
+            m.status.clone(),
+        );
+        r.register(
+            "siskin_canary_weight",
+            "Traffic weight of the primary (<target>-primary) and canary (<target>) workloads",
+            m.weight.clone(),
+        );
+        r.register(
+            "siskin_canary_metric_analysis",
+            "Last value of each analysis metric",
+            m.analysis.clone(),
+        );
+        r.register("siskin_canary_successes", "Promotions", m.successes.clone());
+        r.register("siskin_canary_failures", "Rollbacks", m.failures.clone());
+        r.register(
+            "siskin_canary_duration_seconds",
+            "Duration of one reconcile that ran the analysis",
+            m.duration.clone(),
+        );
+        r.register(
+            "siskin_leader",
+            "1 when this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        r.register(
+            "siskin_notifications",
+            "Alerts to chat, by provider and outcome (sent, failed)",
+            m.notifications.clone(),
+        );
+        r.register(
+            "siskin_reconcile_errors",
+            "Reconciles that failed, by kind (invalid, unavailable, conflict, not_converged)",
+            m.reconcile_errors.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
 }
-
-const HELP: [(&str, &str, &str); 11] = [
-    (
-        "siskin_info",
-        "gauge",
-        "Version and default provider of the operator.",
-    ),
-    ("siskin_canary_total", "gauge", "Canaries per namespace."),
-    (
-        "siskin_canary_status",
-        "gauge",
-        "0 Progressing, 1 running or idle, 2 Failed (as Flagger's flagger_canary_status).",
-    ),
-    (
-        "siskin_canary_weight",
-        "gauge",
-        "Traffic weight of the primary (<target>-primary) and canary (<target>) workloads.",
-    ),
-    (
-        "siskin_canary_metric_analysis",
-        "gauge",
-        "Last value of each analysis metric.",
-    ),
-    ("siskin_canary_successes_total", "counter", "Promotions."),
-    ("siskin_canary_failures_total", "counter", "Rollbacks."),
-    (
-        "siskin_canary_duration_seconds",
-        "histogram",
-        "Duration of one reconcile that ran the analysis.",
-    ),
-    (
-        "siskin_leader",
-        "gauge",
-        "1 when this replica holds the leader lease.",
-    ),
-    (
-        "siskin_notifications_total",
-        "counter",
-        "Alerts to chat, by provider and outcome (sent, failed).",
-    ),
-    (
-        "siskin_reconcile_errors_total",
-        "counter",
-        "Reconciles that failed, by kind (invalid, unavailable, conflict, not_converged).",
-    ),
-];
 
 impl Metrics {
-    /// Sets a gauge.
-    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.gauges.insert((name, render_labels(&labels)), value);
-        }
-    }
-
-    /// Adds one to a counter.
-    pub fn inc(&self, name: &'static str, labels: Labels) {
-        if let Ok(mut m) = self.inner.lock() {
-            *m.counters
-                .entry((name, render_labels(&labels)))
-                .or_default() += 1;
-        }
-    }
-
-    /// Observes a reconcile duration.
-    pub fn observe_duration(&self, labels: Labels, seconds: f64) {
-        if let Ok(mut m) = self.inner.lock() {
-            let h = m
-                .histograms
-                .entry(render_labels(&labels))
-                .or_insert_with(|| (vec![0; BUCKETS.len()], 0.0, 0));
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if seconds <= *b {
-                    h.0[i] += 1;
-                }
-            }
-            h.1 += seconds;
-            h.2 += 1;
-        }
-    }
-
-    /// Prometheus text format.
+    /// OpenMetrics text of every metric ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(m) = self.inner.lock() else {
-            return out;
-        };
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, labels), v) in &m.gauges {
-                if *n == name {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            }
-            for ((n, labels), v) in &m.counters {
-                if *n == name {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            }
-            if name == "siskin_canary_duration_seconds" {
-                for (labels, (buckets, sum, count)) in &m.histograms {
-                    for (b, c) in BUCKETS.iter().zip(buckets) {
-                        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
-                    }
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-                    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-                    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-                }
-            }
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels_are_flaggers() {
+        let m = Metrics::default();
+        m.status
+            .get_or_create(&vec![
+                ("name", "podinfo".into()),
+                ("namespace", "apps".into()),
+            ])
+            .set(2);
+        m.successes
+            .get_or_create(&vec![("name", "podinfo".into())])
+            .inc();
+        m.analysis
+            .get_or_create(&vec![("metric", "success-rate".into())])
+            .set(99.5);
+        m.duration
+            .get_or_create(&vec![("name", "podinfo".into())])
+            .observe(0.02);
+        let out = m.render();
+        for needle in [
+            "siskin_canary_status{name=\"podinfo\",namespace=\"apps\"} 2\n",
+            "# TYPE siskin_canary_successes counter\n",
+            "siskin_canary_successes_total{name=\"podinfo\"} 1\n",
+            "siskin_canary_metric_analysis{metric=\"success-rate\"} 99.5\n",
+            "siskin_canary_duration_seconds_bucket{le=\"0.025\",name=\"podinfo\"} 1\n",
+            "siskin_canary_duration_seconds_count{name=\"podinfo\"} 1\n",
+            "# EOF\n",
+        ] {
+            assert!(out.contains(needle), "{needle:?} in\n{out}");
+        }
     }
 }

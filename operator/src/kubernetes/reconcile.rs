@@ -56,10 +56,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Ctx>) -> Result<Requeue, Er
         let result = run(canary.clone(), &ctx).await;
         if let Err(e) = &result {
             warn!(error = %e, kind = e.kind(), "reconcile failed");
-            ctx.metrics.inc(
-                "siskin_reconcile_errors_total",
-                vec![("kind", e.kind().to_string())],
-            );
+            ctx.metrics
+                .reconcile_errors
+                .get_or_create(&vec![("kind", e.kind().to_string())])
+                .inc();
             if let Error::Invalid { .. } = e {
                 // Bad input is shown where the user looks: status and an event.
                 let group = canary.api_group().unwrap_or(ctx.settings.group);
@@ -76,13 +76,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Ctx>) -> Result<Requeue, Er
                 }
             }
         }
-        ctx.metrics.observe_duration(
-            vec![
+        ctx.metrics
+            .duration
+            .get_or_create(&vec![
                 ("name", canary.spec.target_name().to_string()),
                 ("namespace", ns.clone()),
-            ],
-            started.elapsed().as_secs_f64(),
-        );
+            ])
+            .observe(started.elapsed().as_secs_f64());
         result
     }
     .instrument(span)
@@ -282,41 +282,36 @@ fn record_metrics(ctx: &Ctx, canary: &Canary, before: &siskin_api::CanaryStatus,
     let ns = canary.namespace().unwrap_or_default();
     let target = canary.spec.target_name().to_string();
     let code = match after.phase {
-        Phase::Progressing => 0.0,
-        Phase::Failed => 2.0,
-        _ => 1.0,
+        Phase::Progressing => 0,
+        Phase::Failed => 2,
+        _ => 1,
     };
     let m = &ctx.metrics;
-    m.set(
-        "siskin_canary_status",
-        vec![("name", target.clone()), ("namespace", ns.clone())],
-        code,
-    );
+    m.status
+        .get_or_create(&vec![("name", target.clone()), ("namespace", ns.clone())])
+        .set(code);
     let weight = after.weight();
-    m.set(
-        "siskin_canary_weight",
-        vec![
+    m.weight
+        .get_or_create(&vec![
             ("workload", format!("{target}-primary")),
             ("namespace", ns.clone()),
-        ],
-        f64::from(weight.complement().get()),
-    );
-    m.set(
-        "siskin_canary_weight",
-        vec![("workload", target.clone()), ("namespace", ns.clone())],
-        f64::from(weight.get()),
-    );
+        ])
+        .set(i64::from(weight.complement().get()));
+    m.weight
+        .get_or_create(&vec![
+            ("workload", target.clone()),
+            ("namespace", ns.clone()),
+        ])
+        .set(i64::from(weight.get()));
     for c in after.checks.iter().flatten() {
         if let Some(v) = c.value {
-            m.set(
-                "siskin_canary_metric_analysis",
-                vec![
+            m.analysis
+                .get_or_create(&vec![
                     ("name", target.clone()),
                     ("namespace", ns.clone()),
                     ("metric", c.name.clone()),
-                ],
-                v,
-            );
+                ])
+                .set(v);
         }
     }
     let strategy = match canary.spec.strategy() {
@@ -339,8 +334,12 @@ fn record_metrics(ctx: &Ctx, canary: &Canary, before: &siskin_api::CanaryStatus,
     };
     if before.phase != after.phase {
         match after.phase {
-            Phase::Succeeded => m.inc("siskin_canary_successes_total", labels(analysis_status)),
-            Phase::Failed => m.inc("siskin_canary_failures_total", labels(analysis_status)),
+            Phase::Succeeded => {
+                m.successes.get_or_create(&labels(analysis_status)).inc();
+            }
+            Phase::Failed => {
+                m.failures.get_or_create(&labels(analysis_status)).inc();
+            }
             _ => {}
         }
     }
