@@ -41,6 +41,9 @@ use pages::{Actions, Detail, Row};
 
 /// Name of the session cookie (it holds the user's bearer token).
 pub const COOKIE: &str = "siskin_token";
+/// Its name with `--dashboard-secure-cookie`: browsers only accept a `__Host-` cookie that is
+/// Secure, has Path=/ and no Domain, so a sibling subdomain cannot plant one.
+pub const SECURE_COOKIE: &str = "__Host-siskin_token";
 /// The header an action must carry.
 pub const REQUEST_HEADER: &str = "x-siskin-request";
 
@@ -181,6 +184,8 @@ fn router(dash: Arc<Dash>) -> Router {
         )
         .route("/healthz", get(|| async { "OK" }))
         .layer(axum::middleware::map_response(secure_headers))
+        // A token and a reason fit in far less.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(dash)
 }
 
@@ -234,7 +239,7 @@ impl Dash {
     /// The user of a request, or the answer to give instead: to the sign-in page for pages,
     /// 401 for actions.
     async fn user(&self, headers: &HeaderMap, page: bool) -> Result<Arc<User>, Response> {
-        let Some(token) = auth::token(headers, COOKIE) else {
+        let Some(token) = auth::token(headers, self.cookie_name()) else {
             return Err(if page {
                 Redirect::to("/login").into_response()
             } else {
@@ -275,12 +280,24 @@ impl Dash {
         }
     }
 
-    fn cookie(&self, token: &str) -> String {
-        let secure = if self.secure_cookie { "; Secure" } else { "" };
-        if token.is_empty() {
-            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+    fn cookie_name(&self) -> &'static str {
+        if self.secure_cookie {
+            SECURE_COOKIE
         } else {
-            format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}")
+            COOKIE
+        }
+    }
+
+    fn cookie(&self, token: &str) -> String {
+        let (name, secure) = if self.secure_cookie {
+            (SECURE_COOKIE, "; Secure")
+        } else {
+            (COOKIE, "")
+        };
+        if token.is_empty() {
+            format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+        } else {
+            format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict{secure}")
         }
     }
 
@@ -288,8 +305,18 @@ impl Dash {
         q.refresh.unwrap_or(self.refresh)
     }
 
-    async fn ready(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.store.wait_until_ready()).await;
+    /// Waits up to 5 s for the first complete read of the Canaries; else the page answers 503.
+    async fn ready(&self) -> Result<(), Response> {
+        tokio::time::timeout(Duration::from_secs(5), self.store.wait_until_ready())
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the Canaries have not been read from the API server yet; try again",
+                )
+                    .into_response()
+            })
     }
 
     fn row(c: &Canary) -> Row {
@@ -311,7 +338,9 @@ async fn index(State(d): St, headers: HeaderMap, RawQuery(q): RawQuery) -> Respo
         Ok(u) => u,
         Err(r) => return r,
     };
-    d.ready().await;
+    if let Err(r) = d.ready().await {
+        return r;
+    }
     let all = match d.may(&user, &d.canaries("list", "", "")).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -388,7 +417,10 @@ async fn login(State(d): St, headers: HeaderMap, body: Bytes) -> Response {
     }
 }
 
-async fn logout(State(d): St) -> Response {
+async fn logout(State(d): St, headers: HeaderMap) -> Response {
+    if let Err(r) = same_origin(&headers) {
+        return r;
+    }
     (
         StatusCode::SEE_OTHER,
         [
@@ -406,6 +438,9 @@ async fn canary(
     RawQuery(q): RawQuery,
 ) -> Response {
     let q = PageQuery::parse(q);
+    if !valid_names(&ns, &name) {
+        return bad_names(&ns, &name);
+    }
     let user = match d.user(&headers, true).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -427,7 +462,9 @@ async fn canary(
         }
         Err(r) => return r,
     }
-    d.ready().await;
+    if let Err(r) = d.ready().await {
+        return r;
+    }
     let key = kube::runtime::reflector::ObjectRef::new_with(&name, d.group).within(&ns);
     let Some(c) = d.store.get(&key) else {
         return (
@@ -486,26 +523,49 @@ async fn canary(
 }
 
 /// A POST from a page on another site: refused when the browser says where it came from and
-/// that is not here.
+/// that is not this host (an `Origin` that cannot be read, or `null`, is refused too).
 #[allow(clippy::result_large_err)]
 fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (None, _) => Ok(()),
-        (Some(o), Some(h))
-            if o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                == Some(h) =>
-        {
-            Ok(())
-        }
-        (Some(o), _) => Err((
-            StatusCode::FORBIDDEN,
-            format!("refused: this request comes from {o}, not from the dashboard"),
-        )
-            .into_response()),
+    let origin = origin.to_str().unwrap_or("an unreadable origin");
+    let from = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    if from.is_some() && from == host {
+        return Ok(());
     }
+    Err((
+        StatusCode::FORBIDDEN,
+        format!("refused: this request comes from {origin}, not from the dashboard"),
+    )
+        .into_response())
+}
+
+/// Whether `ns` and `name` can be a namespace and a Canary's name (DNS-1123 label and
+/// subdomain): anything else is refused before it reaches a review or a URL.
+fn valid_names(ns: &str, name: &str) -> bool {
+    let label = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    label(ns, 63) && name.len() <= 253 && name.split('.').all(|part| label(part, 63))
+}
+
+fn bad_names(ns: &str, name: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{ns:?}/{name:?} is not a namespace and Canary name (lowercase letters, digits, '-' and '.')"
+        ),
+    )
+        .into_response()
 }
 
 async fn act(
@@ -530,6 +590,9 @@ async fn act(
     }
     if let Err(r) = same_origin(&headers) {
         return r;
+    }
+    if !valid_names(&ns, &name) {
+        return bad_names(&ns, &name);
     }
     let user = match d.user(&headers, false).await {
         Ok(u) => u,

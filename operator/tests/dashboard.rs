@@ -244,6 +244,22 @@ async fn the_dashboard_acts_as_its_user() {
     let (code, headers, _) = http.get("/", None).await;
     assert_eq!(code, 303);
     assert_eq!(headers["location"], "/login");
+    let (code, _, answer) = http
+        .post(
+            "/login",
+            None,
+            &[("origin", "null")],
+            &format!("token={viewer}"),
+        )
+        .await;
+    assert_eq!(code, 403, "sign-in from an opaque origin: {answer}");
+    let (code, _, _) = http
+        .get(
+            &format!("/canaries/{}/podinfo%2Fstatus", sc.ns),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(code, 400, "a name that is not a Kubernetes name");
     let (code, _, page) = http.post("/login", None, &[], "token=not-a-token").await;
     assert_eq!(code, 401, "{page}");
     assert!(

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 /// How long a review's answer is reused.
 pub const TTL: Duration = Duration::from_secs(10);
-/// Answers kept at most (older ones are dropped first).
+/// Answers kept at most; when full, expired ones are dropped, and if none has expired all
+/// are (so a flood of made-up tokens costs reviews, never the cache).
 const CACHE_LIMIT: usize = 4096;
 
 /// A user as the API server authenticated them.
@@ -107,9 +108,10 @@ fn remember<K: Eq + std::hash::Hash, V>(map: &Mutex<HashMap<K, (Instant, V)>>, k
         if map.len() >= CACHE_LIMIT {
             map.retain(|_, (at, _)| at.elapsed() < TTL);
         }
-        if map.len() < CACHE_LIMIT {
-            map.insert(key, (Instant::now(), v));
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
         }
+        map.insert(key, (Instant::now(), v));
     }
 }
 
@@ -199,7 +201,8 @@ pub fn token(headers: &http::HeaderMap, cookie: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Some(t.trim().to_string());
+        let t = t.trim();
+        return (!t.is_empty()).then(|| t.to_string());
     }
     headers
         .get_all(http::header::COOKIE)

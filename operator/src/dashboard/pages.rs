@@ -25,29 +25,36 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Cuts every URL in `s` to `scheme://host/…` (dropping user info, path and query).
+/// Cuts every URL in `s` to `scheme://host/…` (dropping user info, path and query). A URL
+/// ends only at whitespace, `<`, `>` or `"` (commas, quotes and parentheses can be inside
+/// one); JSON's escaped `\/` counts as `/`.
 pub fn redact_urls(s: &str) -> String {
+    let s = s.replace("\\/", "/");
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
+    let mut rest = s.as_str();
     while let Some(i) = rest.find("://") {
         let scheme_start = rest[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
-            .map_or(0, |p| p + 1);
-        if scheme_start == i {
-            out.push_str(&rest[..i + 3]);
-            rest = &rest[i + 3..];
-            continue;
-        }
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(p, c)| p + c.len_utf8());
         out.push_str(&rest[..i + 3]);
         let after = &rest[i + 3..];
+        if scheme_start == i {
+            rest = after;
+            continue;
+        }
         let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>' | ','))
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
             .unwrap_or(after.len());
         let url = &after[..end];
-        let authority = url.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = authority.rsplit('@').next().unwrap_or_default();
-        out.push_str(host);
-        if url.len() > authority.len() || authority.contains('@') {
+        // User info ends at the last '@' before the path; the host at '/', '?' or '#'.
+        let without_user = url.rsplit_once('@').map_or(url, |(_, h)| h);
+        let host_end = without_user
+            .find(['/', '?', '#'])
+            .unwrap_or(without_user.len());
+        out.push_str(&without_user[..host_end]);
+        if host_end < without_user.len() || without_user.len() < url.len() {
             out.push_str("/…");
         }
         rest = &after[end..];
@@ -420,8 +427,18 @@ mod tests {
             redact_urls(
                 r#"error sending request for url (https://hooks.slack.com/services/T0/B0/XYZ?token=s3cr3t)"#
             ),
-            "error sending request for url (https://hooks.slack.com/…)"
+            "error sending request for url (https://hooks.slack.com/…"
         );
+        assert_eq!(
+            redact_urls("see https://h/x?a=1,token=SECRET, then"),
+            "see https://h/… then"
+        );
+        assert_eq!(redact_urls("https://u:p/w@h/x"), "https://h/…");
+        assert_eq!(
+            redact_urls(r#"{"url":"https:\/\/h\/hook?t=SECRET"}"#),
+            r#"{"url":"https://h/…"}"#
+        );
+        assert_eq!(redact_urls("é://x é https://h/p"), "é://x é https://h/…");
         assert_eq!(
             redact_urls("GET http://user:pass@prom:9090/api/v1/query failed"),
             "GET http://prom:9090/… failed"

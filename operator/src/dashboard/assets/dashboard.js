@@ -4,6 +4,7 @@
 (function () {
   const result = document.getElementById("result");
   const actions = document.getElementById("actions");
+  const every = Number(document.body.dataset.refresh || "0");
   let busy = false;
   if (actions) {
     for (const button of actions.querySelectorAll("button[data-action]")) {
@@ -25,6 +26,8 @@
           result.textContent = text;
           result.className = r.ok ? "ok" : "fail";
           result.dataset.status = String(r.status);
+          // Done: show the new state soon (a refusal stays on screen until reloaded).
+          if (r.ok && every > 0) setTimeout(() => location.reload(), 1500);
         } catch (e) {
           result.textContent = "the dashboard did not answer: " + e;
           result.className = "fail";
@@ -36,11 +39,11 @@
       });
     }
   }
-  const every = Number(document.body.dataset.refresh || "0");
   if (every > 0) {
     setInterval(() => {
       const typing = document.activeElement && document.activeElement.tagName === "INPUT";
-      if (!busy && !typing && !(result && result.textContent)) location.reload();
+      const refused = result && result.className === "fail";
+      if (!busy && !typing && !refused) location.reload();
     }, every * 1000);
   }
 })();
