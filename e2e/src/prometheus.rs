@@ -126,6 +126,33 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
+    /// Freezes it (SIGSTOP): connections are accepted by the kernel but nothing answers, as
+    /// a Prometheus stuck in a long GC or on a dead disk looks, until [`Prometheus::thaw`].
+    pub fn freeze(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Lets a frozen Prometheus run again (SIGCONT).
+    pub fn thaw(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), pid.clone()])
+            .status()
+            .map_err(io("run kill"))?
+            .success();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Setup(format!(
+                "kill -{signal} prometheus ({pid}) failed"
+            )))
+        }
+    }
+
     /// Stops it (queries fail from now on).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

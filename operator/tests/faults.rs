@@ -486,3 +486,136 @@ async fn failing_notifications_do_not_hold_the_release() {
     eprintln!("[faults] alerts-fail: log lines on deliveries: {failures:#?}");
     assert!(!failures.is_empty(), "failed deliveries are logged: {log}");
 }
+
+/// Prometheus, which the release's only check asks (a MetricTemplate), frozen mid-release
+/// (SIGSTOP: connections hang) and, in the next release, killed. Each check then errors at the
+/// provider's timeout (or at once, refused) and counts as failed: a freeze shorter than the
+/// threshold lets the release go on to promotion once it thaws; a dead Prometheus rolls the
+/// release back at the threshold, never promoted, with the error on the check's status and a
+/// Warning event naming the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_frozen_then_dead_under_the_operator() {
+    use siskin_e2e::prometheus::{Options, Prometheus};
+    let _shared = PLANE_FAULT.read().await;
+    let sc = scene("prom-down").await;
+    let mut prom = Prometheus::start(&Options {
+        scrape: vec![format!("127.0.0.1:{}", sc.router.admin)],
+        ..Default::default()
+    })
+    .unwrap();
+    let templates = dynamic_api(
+        &sc,
+        "siskin.dev",
+        "v1beta1",
+        "MetricTemplate",
+        "metrictemplates",
+    );
+    let template = json!({"apiVersion": "siskin.dev/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "error-rate"},
+        "spec": {"provider": {"type": "prometheus", "address": prom.url},
+            "query": "(sum(rate(siskin_router_requests_total{route=\"{{ namespace }}/{{ target }}\", backend=\"canary\", status_class=\"5xx\"}[{{ interval }}])) or on() vector(0)) / sum(rate(siskin_router_requests_total{route=\"{{ namespace }}/{{ target }}\", backend=\"canary\"}[{{ interval }}])) * 100"}});
+    templates
+        .patch(
+            "error-rate",
+            &kube::api::PatchParams::apply("gitops").force(),
+            &kube::api::Patch::Apply(&template),
+        )
+        .await
+        .unwrap();
+    apply_deployment(&sc.admin, &sc.ns, &deployment("1.0.0", "0")).await;
+    let canary = canary_manifest(
+        "siskin.dev",
+        &sc.ns,
+        json!({"analysis": {"interval": "3s", "threshold": 4, "maxWeight": 30, "stepWeight": 10,
+            "metrics": [{"name": "error-rate", "templateRef": {"name": "error-rate"},
+                "thresholdRange": {"max": 5}, "interval": "10s"}]}}),
+    );
+    apply_canary(&sc.admin, &sc.ns, "siskin.dev", &canary).await;
+    let (_counts, traffic) = load(sc.router.port, format!("podinfo.{}", sc.ns));
+    let op = start_operator(&sc, "op", &["--enable-leader-election", "false"], &[]);
+    wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Initialized",
+        Duration::from_secs(60),
+    )
+    .await;
+    let verdicts = |s: &serde_json::Value| -> Vec<String> {
+        s["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["verdict"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Frozen after the first passing step, thawed after a failed check: promoted.
+    apply_deployment(&sc.admin, &sc.ns, &deployment("2.0.0", "0")).await;
+    wait_status(&sc, "weight 10", Duration::from_secs(60), |s| {
+        s["canaryWeight"].as_i64().unwrap_or(0) >= 10
+    })
+    .await;
+    prom.freeze().unwrap();
+    let frozen = Instant::now();
+    let s = wait_status(&sc, "a failed check", Duration::from_secs(40), |s| {
+        s["failedChecks"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    prom.thaw().unwrap();
+    eprintln!(
+        "[faults] prometheus frozen {:?}: verdicts {:?}, failed {}",
+        frozen.elapsed(),
+        verdicts(&s),
+        s["failedChecks"]
+    );
+    assert!(verdicts(&s).iter().any(|v| v == "Error"), "{s:#}");
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Succeeded",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(primary_image(&sc).await.ends_with(":2.0.0"), "{s:#}");
+
+    // Dead during the next release: rolled back at the threshold, never promoted.
+    apply_deployment(&sc.admin, &sc.ns, &deployment("3.0.0", "0")).await;
+    wait_status(&sc, "weight 10", Duration::from_secs(60), |s| {
+        s["canaryWeight"].as_i64().unwrap_or(0) >= 10
+    })
+    .await;
+    prom.stop();
+    let killed = Instant::now();
+    let s = wait_phase(
+        &sc.admin,
+        &sc.ns,
+        "siskin.dev",
+        "Failed",
+        Duration::from_secs(90),
+    )
+    .await;
+    let took = killed.elapsed();
+    traffic.abort();
+    let evs = events(&sc).await;
+    eprintln!("[faults] prometheus killed: rolled back {took:?} later; status {s:#}");
+    assert!(primary_image(&sc).await.ends_with(":2.0.0"), "not promoted");
+    assert_eq!(route_weights(&sc.admin, &sc.ns).await, (100, 0));
+    let check = s["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "error-rate"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(check["verdict"], "Error", "{s:#}");
+    assert!(
+        check["message"].as_str().unwrap_or_default().len() > 10,
+        "the error is on the status: {check:#}"
+    );
+    assert!(
+        evs.iter()
+            .any(|(kind, _, msg)| kind == "Warning" && msg.contains("error-rate")),
+        "a Warning event names the check: {evs:#?}"
+    );
+    assert!(!op.log().contains("panicked"));
+}
