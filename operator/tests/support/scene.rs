@@ -214,25 +214,43 @@ impl Operator {
 }
 
 pub fn start_operator(scene: &Scene, tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
-    let log = scene.dir.join(format!("{}-{tag}.log", scene.ns));
+    start_operator_for(
+        &scene.dir,
+        &scene.kubeconfig,
+        &scene.ns,
+        &scene.router_name,
+        tag,
+        extra,
+        env,
+    )
+}
+
+/// An operator for namespace `ns` with the router `router_name`, without a [`Scene`].
+pub fn start_operator_for(
+    dir: &Path,
+    kubeconfig: &Path,
+    ns: &str,
+    router_name: &str,
+    tag: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Operator {
+    let log = dir.join(format!("{ns}-{tag}.log"));
     let port = free_port();
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(siskin())
         .args(["operator", "--kubeconfig"])
-        .arg(&scene.kubeconfig)
+        .arg(kubeconfig)
         .args([
             "--namespace",
-            &scene.ns,
+            ns,
             "--log-encoding",
             "console",
             "--log-level",
             "info",
         ])
         .args(["--port", &port.to_string(), "--listen-address", "127.0.0.1"])
-        .args([
-            "--router-service",
-            &format!("siskin-system/{}", scene.router_name),
-        ])
+        .args(["--router-service", &format!("siskin-system/{router_name}")])
         .args(extra)
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
