@@ -232,6 +232,13 @@ pub fn provider_matrix() -> String {
     out
 }
 
+/// What [`plan_routing`] reads: the generated Services and what the backend reads.
+pub fn routing_reads(backend: &dyn TrafficBackend, cx: &Context<'_>) -> Vec<Read> {
+    let mut reads = crate::services::reads(cx);
+    reads.extend(backend.reads(cx));
+    reads
+}
+
 /// The routing objects and generated Services for `intent`: what the operator applies for an
 /// `SetRoutes` action and what `siskin render` prints.
 pub fn plan_routing(

@@ -8,9 +8,11 @@ pub mod critical;
 pub mod fleet;
 pub mod leader;
 pub mod metrics;
+pub mod outage;
 pub mod reconcile;
 pub mod status;
 pub mod templates;
+pub mod versions;
 pub mod world;
 
 use std::{
@@ -339,6 +341,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         },
         critical: Arc::new(critical::CriticalWatch::new(fleet.clone(), trigger)),
+        versions: Arc::default(),
+        outages: Arc::default(),
         fleet,
     });
     let controller = Controller::new_with(canaries, watcher::Config::default(), group);

@@ -12,7 +12,7 @@ use k8s_openapi::{
 use siskin_api::service::TrafficDistribution;
 
 use crate::{
-    objects::{Cluster, Kind, Object},
+    objects::{Cluster, Kind, Object, ObjectRef, Read},
     plan::{Context, PlanError, owned_by},
 };
 
@@ -101,6 +101,14 @@ pub fn generated(cx: &Context<'_>) -> Result<Vec<Object>, PlanError> {
             service.and_then(|s| s.canary.as_ref()),
         )?,
     ])
+}
+
+/// The Services of [`generated`], read so that an apply that would change nothing is skipped.
+pub fn reads(cx: &Context<'_>) -> Vec<Read> {
+    [cx.primary_service(), cx.canary_service()]
+        .into_iter()
+        .map(|name| Read::Named(ObjectRef::new(Kind::Service, cx.namespace, &name)))
+        .collect()
 }
 
 /// The apex Service. It may be the user's own (`cluster` has it without this Canary as owner):

@@ -682,67 +682,9 @@ async fn releases_are_judged_canary_against_primary() {
 mod receiver;
 use receiver::{SLACK_HOOK, bodies, paths, receiver};
 
-/// `siskin-loadtester` from the same target folder, brought up to date first.
-fn loadtester_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_siskin")).with_file_name("siskin-loadtester");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "siskin-loadtester"]);
-    if path.parent().is_some_and(|p| p.ends_with("release")) {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "cannot build siskin-loadtester"
-    );
-    path
-}
-
-/// The real load tester on a fixed loopback port, gates in `gates`.
-struct LoadTester(Child);
-
-impl LoadTester {
-    async fn start(port: u16, gates: &Path) -> LoadTester {
-        let child = Command::new(loadtester_binary())
-            .args([
-                "--address",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--log-format",
-                "text",
-            ])
-            .arg("--gates-file")
-            .arg(gates)
-            .env_remove("KUBECONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        wait_until("the load tester", Duration::from_secs(30), || answers(port)).await;
-        LoadTester(child)
-    }
-}
-
-impl Drop for LoadTester {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// POSTs `body` to the load tester as a user would with curl; returns the status.
-async fn post(port: u16, path: &str, body: serde_json::Value) -> u16 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
+#[path = "support/loadtester.rs"]
+mod loadtester;
+use loadtester::{LoadTester, post};
 
 /// Every hook type through `siskin run`: gates held closed and opened with the real
 /// `siskin-loadtester` (confirm-rollout, confirm-promotion, then a rollback gate), the load

@@ -11,14 +11,14 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
     header::{self, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, UPGRADE},
     request::Parts,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use siskin_route::{
-    CompiledRule, Filter, HeaderModifier, PathModifier, Protocol, Redirect, SessionCookie, Sticky,
+    CompiledRule, Filter, PathModifier, Protocol, Redirect, RuleFilter, SessionCookie, Sticky,
 };
 
 use crate::{
@@ -207,7 +207,7 @@ async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ErrorKind> {
     for f in &rule.filters {
-        if let Filter::RequestRedirect { redirect } = f {
+        if let RuleFilter::Other(Filter::RequestRedirect { redirect }) = f {
             return Ok(redirect_response(redirect, &req, matched_prefix));
         }
     }
@@ -471,8 +471,8 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
 fn apply_request_filters(rule: &CompiledRule, parts: &mut Parts, matched_prefix: Option<&str>) {
     for f in &rule.filters {
         match f {
-            Filter::RequestHeaderModifier { modifier } => modify(&mut parts.headers, modifier),
-            Filter::UrlRewrite { rewrite } => {
+            RuleFilter::RequestHeaders(edit) => edit.apply(&mut parts.headers),
+            RuleFilter::Other(Filter::UrlRewrite { rewrite }) => {
                 if let Some(h) = rewrite
                     .hostname
                     .as_deref()
@@ -519,31 +519,9 @@ fn rewrite_path(path: &str, m: &PathModifier, matched_prefix: Option<&str>) -> S
 
 fn apply_response_filters(rule: &CompiledRule, headers: &mut HeaderMap) {
     for f in &rule.filters {
-        if let Filter::ResponseHeaderModifier { modifier } = f {
-            modify(headers, modifier);
+        if let RuleFilter::ResponseHeaders(edit) = f {
+            edit.apply(headers);
         }
-    }
-}
-
-fn modify(headers: &mut HeaderMap, m: &HeaderModifier) {
-    let parse = |name: &str, value: &str| {
-        Some((
-            HeaderName::from_bytes(name.as_bytes()).ok()?,
-            HeaderValue::from_str(value).ok()?,
-        ))
-    };
-    for h in &m.set {
-        if let Some((n, v)) = parse(&h.name, &h.value) {
-            headers.insert(n, v);
-        }
-    }
-    for h in &m.add {
-        if let Some((n, v)) = parse(&h.name, &h.value) {
-            headers.append(n, v);
-        }
-    }
-    for name in &m.remove {
-        headers.remove(name.as_str());
     }
 }
 

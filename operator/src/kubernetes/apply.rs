@@ -9,7 +9,10 @@ use kube::{
 };
 use siskin_driver::Error;
 
-use super::FIELD_MANAGER;
+use super::{
+    FIELD_MANAGER,
+    versions::{Versions, fingerprint},
+};
 use crate::objects::{Change, Cluster, Object, ObjectRef, Read};
 
 /// Wraps a client error with what was attempted; a conflict (the object changed since it was
@@ -77,6 +80,34 @@ fn to_value(obj: DynamicObject, kind: crate::objects::Kind) -> Result<serde_json
 
 /// Applies one object.
 pub async fn apply(client: &Client, obj: &Object) -> Result<(), Error> {
+    send(client, obj).await.map(|_| ())
+}
+
+/// Applies one object of a plan made from `cluster`, unless this process applied the same
+/// plan to it and the object is still at the version the API server answered then (a
+/// server-side apply that would change nothing). A change by anyone else moves the version
+/// on, so drift is still put right at the next step. Returns whether it applied.
+pub async fn apply_planned(
+    client: &Client,
+    obj: &Object,
+    cluster: &Cluster,
+    versions: &Versions,
+) -> Result<bool, Error> {
+    let r = obj.reference();
+    let key = format!("{}/{r}", r.kind.api_version());
+    let plan = fingerprint(&obj.value);
+    let now = cluster
+        .raw(r.kind, &r.namespace, &r.name)
+        .and_then(|v| v["metadata"]["resourceVersion"].as_str());
+    if versions.apply_is_noop(&key, plan, now) {
+        return Ok(false);
+    }
+    let answered = send(client, obj).await?;
+    versions.applied(&key, plan, answered.metadata.resource_version);
+    Ok(true)
+}
+
+async fn send(client: &Client, obj: &Object) -> Result<DynamicObject, Error> {
     let r = obj.reference();
     api(client, &r)
         .patch(
@@ -88,8 +119,7 @@ pub async fn apply(client: &Client, obj: &Object) -> Result<(), Error> {
             &Patch::Apply(&obj.value),
         )
         .await
-        .map_err(kube_err(format!("apply {r}")))?;
-    Ok(())
+        .map_err(kube_err(format!("apply {r}")))
 }
 
 /// Executes changes in order.

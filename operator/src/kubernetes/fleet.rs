@@ -2,7 +2,13 @@
 //! Service's EndpointSlices, port `admin`), added up. Each router sees only its share of the
 //! traffic, so one pod's statistics are not enough.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +22,12 @@ use kube::{Api, Client, api::ListParams};
 use siskin_analysis::{ProviderError, RouterStats};
 use siskin_route::{BackendReport, ConfigReport, StatsReport};
 
+/// How long the routers' addresses and their `/config` answers are reused. Every Canary's
+/// step asks; with many Canaries, each router would otherwise be read (and its whole
+/// configuration parsed) once per Canary per interval.
+const ADDRESSES_TTL: Duration = Duration::from_secs(2);
+const REPORTS_TTL: Duration = Duration::from_secs(1);
+
 /// Statistics of all router pods.
 #[derive(Clone)]
 pub struct RouterFleet {
@@ -23,6 +35,19 @@ pub struct RouterFleet {
     service: (String, String),
     min_samples: u64,
     http: HttpClient<HttpConnector, Empty<Bytes>>,
+    cache: Arc<Cache>,
+}
+
+/// Routers' `/config` answers: when read, at which routing generation.
+type Reports = (Instant, u64, Arc<Vec<ConfigReport>>);
+
+/// Answers shared by every Canary's step for a moment (one reader at a time fills each).
+#[derive(Default)]
+struct Cache {
+    addresses: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    reports: tokio::sync::Mutex<Option<Reports>>,
+    /// Moved on by every routing change this process applies: older reports are not reused.
+    generation: AtomicU64,
 }
 
 impl RouterFleet {
@@ -35,11 +60,25 @@ impl RouterFleet {
             service,
             min_samples,
             http: HttpClient::builder(TokioExecutor::new()).build(connector),
+            cache: Arc::default(),
         }
     }
 
-    /// `http://host:port` of every ready router pod's admin port.
-    pub async fn admin_urls(&self) -> Result<Vec<String>, ProviderError> {
+    /// `http://host:port` of every ready router pod's admin port (read at most every
+    /// [`ADDRESSES_TTL`]).
+    pub async fn admin_urls(&self) -> Result<Arc<Vec<String>>, ProviderError> {
+        let mut cached = self.cache.addresses.lock().await;
+        if let Some((at, urls)) = cached.as_ref()
+            && at.elapsed() < ADDRESSES_TTL
+        {
+            return Ok(urls.clone());
+        }
+        let urls = Arc::new(self.read_admin_urls().await?);
+        *cached = Some((Instant::now(), urls.clone()));
+        Ok(urls)
+    }
+
+    async fn read_admin_urls(&self) -> Result<Vec<String>, ProviderError> {
         let (ns, name) = &self.service;
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let slices = api
@@ -84,12 +123,28 @@ impl RouterFleet {
 
     /// What every router serves (`GET /config`). A router that cannot be read makes the
     /// answer unknown: an error, not a shorter list.
-    pub async fn config_reports(&self) -> Result<Vec<ConfigReport>, ProviderError> {
-        let mut out = Vec::new();
-        for url in self.admin_urls().await? {
-            out.push(self.get_json(&url, "/config").await?);
+    /// Reused for [`REPORTS_TTL`] unless this process changed routing since.
+    pub async fn config_reports(&self) -> Result<Arc<Vec<ConfigReport>>, ProviderError> {
+        let mut cached = self.cache.reports.lock().await;
+        let generation = self.cache.generation.load(Ordering::Acquire);
+        if let Some((at, g, reports)) = cached.as_ref()
+            && *g == generation
+            && at.elapsed() < REPORTS_TTL
+        {
+            return Ok(reports.clone());
         }
-        Ok(out)
+        let mut out = Vec::new();
+        for url in self.admin_urls().await?.iter() {
+            out.push(self.get_json(url, "/config").await?);
+        }
+        let reports = Arc::new(out);
+        *cached = Some((Instant::now(), generation, reports.clone()));
+        Ok(reports)
+    }
+
+    /// Routing changed: the next [`RouterFleet::config_reports`] asks the routers again.
+    pub fn forget_reports(&self) {
+        self.cache.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -121,9 +176,9 @@ impl RouterFleet {
             None => "/stats".to_string(),
         };
         let mut all = Vec::new();
-        for url in self.admin_urls().await? {
+        for url in self.admin_urls().await?.iter() {
             // A router that cannot be read makes the total unknown, not smaller.
-            let stats: StatsReport = self.get_json(&url, &path).await?;
+            let stats: StatsReport = self.get_json(url, &path).await?;
             all.extend(stats.backends);
         }
         Ok(all)

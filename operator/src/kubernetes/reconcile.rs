@@ -19,8 +19,15 @@ use siskin_driver::{Error, Outcome, Release, Seams, SystemClock};
 use tracing::{Instrument, info, warn};
 
 use super::{
-    FINALIZER, Settings, apply::kube_err, critical::CriticalWatch, fleet::RouterFleet,
-    metrics::Metrics, status, world::KubeWorld,
+    FINALIZER, Settings,
+    apply::kube_err,
+    critical::CriticalWatch,
+    fleet::RouterFleet,
+    metrics::Metrics,
+    outage::{self, Outages},
+    status,
+    versions::Versions,
+    world::KubeWorld,
 };
 use crate::backends::REGISTRY;
 
@@ -44,6 +51,10 @@ pub struct Ctx {
     pub fleet: RouterFleet,
     /// Critical checks watched between steps.
     pub critical: Arc<CriticalWatch>,
+    /// What this process last read and wrote.
+    pub versions: Arc<Versions>,
+    /// API-server outages not told yet.
+    pub outages: Arc<Outages>,
 }
 
 /// Entry point for the controller.
@@ -55,6 +66,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Ctx>) -> Result<Requeue, Er
         let started = Instant::now();
         let result = run(canary.clone(), &ctx).await;
         if let Err(e) = &result {
+            // Whatever was written before the error, the next reconcile reads the Canary.
+            let group = canary.api_group().unwrap_or(ctx.settings.group);
+            let vkey = status::version_key(&canary, group);
+            ctx.versions.saw_canary(&vkey, None);
+            ctx.outages.failed(&vkey, e);
             warn!(error = %e, kind = e.kind(), "reconcile failed");
             ctx.metrics
                 .reconcile_errors
@@ -103,6 +119,8 @@ pub fn error_policy(_canary: Arc<Canary>, err: &Error, _ctx: Arc<Ctx>) -> Requeu
 
 async fn set_finalizers(ctx: &Ctx, canary: &Canary, finalizers: Vec<String>) -> Result<(), Error> {
     let group = canary.api_group().unwrap_or(ctx.settings.group);
+    ctx.versions
+        .saw_canary(&status::version_key(canary, group), None);
     status::api(&ctx.client, canary, group)
         .patch(
             &canary.name_any(),
@@ -121,14 +139,26 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
     let group = cached.api_group().unwrap_or(ctx.settings.group);
     let key = ObjectRef::from_obj_with(cached.as_ref(), group);
     // The cache may lag behind this operator's own last status write; decisions are made on
-    // the Canary as the API server has it now.
-    let Some(fresh) = status::api(&ctx.client, &cached, group)
-        .get_opt(&cached.name_any())
-        .await
-        .map_err(kube_err(format!("get Canary {}", cached.name_any())))?
-    else {
-        ctx.critical.forget(&key);
-        return Ok(Requeue::await_change());
+    // the Canary as the API server has it now. When the cache holds the version this process
+    // last read or wrote, it is that (a lagging cache holds an older one).
+    let vkey = status::version_key(&cached, group);
+    let fresh = if ctx
+        .versions
+        .canary_is_current(&vkey, cached.resource_version().as_deref())
+    {
+        cached.as_ref().clone()
+    } else {
+        let Some(fresh) = status::api(&ctx.client, &cached, group)
+            .get_opt(&cached.name_any())
+            .await
+            .map_err(kube_err(format!("get Canary {}", cached.name_any())))?
+        else {
+            ctx.critical.forget(&key);
+            ctx.versions.forget_canary(&vkey);
+            return Ok(Requeue::await_change());
+        };
+        ctx.versions.saw_canary(&vkey, fresh.resource_version());
+        fresh
     };
     let canary = Arc::new(fresh.with_group(group));
     let ns = canary.namespace().unwrap_or_default();
@@ -175,6 +205,8 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
             ),
         )
     })?;
+    // An API-server outage this Canary went through is told on the status this step writes.
+    let outage_told = ctx.outages.report(&vkey, jiff::Timestamp::now());
     let world = KubeWorld::new(
         ctx.client.clone(),
         canary.clone(),
@@ -184,7 +216,9 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
         ctx.fleet.clone(),
         ctx.recorder.clone(),
     )
-    .await?;
+    .await?
+    .remembering(ctx.versions.clone())
+    .report_outage(outage_told.clone());
     let status = status::read(&canary);
     let route = format!("{ns}/{}", canary.spec.apex_name());
     let name = canary.name_any();
@@ -257,6 +291,20 @@ async fn run(cached: Arc<Canary>, ctx: &Ctx) -> Result<Requeue, Error> {
             return Err(e);
         }
     };
+    if outcome.persisted
+        && let Some(message) = outage_told
+    {
+        status::publish(
+            &ctx.recorder,
+            &canary,
+            group,
+            true,
+            outage::EVENT_REASON,
+            &message,
+        )
+        .await;
+        ctx.outages.told(&vkey);
+    }
     record_metrics(ctx, &canary, &status, &outcome);
     ctx.critical
         .follow(key.clone(), &canary, &outcome.status, provider);

@@ -88,12 +88,13 @@ pub fn for_group(
 
 /// Writes `status`, conditionally on the Canary as it was read: a status computed from an
 /// older version gets a conflict and the step runs again, instead of writing back an old phase.
+/// Returns the Canary's `resourceVersion` after the write.
 pub async fn write(
     client: &kube::Client,
     canary: &Canary,
     group: ApiGroup,
     status: &CanaryStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let name = canary.name_any();
     let mut precondition = true;
     let (status_json, extras) = for_group(status, group)
@@ -123,7 +124,7 @@ pub async fn write(
     if precondition {
         body["metadata"] = json!({"resourceVersion": canary.resource_version()});
     }
-    api(client, canary, group)
+    let written = api(client, canary, group)
         .patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -131,7 +132,17 @@ pub async fn write(
         )
         .await
         .map_err(kube_err(format!("write status of Canary {name}")))?;
-    Ok(())
+    Ok(written.metadata.resource_version)
+}
+
+/// The key of a Canary in [`super::versions::Versions`].
+pub fn version_key(canary: &Canary, group: ApiGroup) -> String {
+    format!(
+        "{}/Canary {}/{}",
+        group.api_version(),
+        canary.namespace().unwrap_or_default(),
+        canary.name_any()
+    )
 }
 
 /// Records an event on the Canary; a failure is logged (events are best effort).
@@ -201,5 +212,5 @@ pub async fn report_invalid(
     conds.push(cond);
     status.conditions = Some(conds);
     status.observed_generation = canary.metadata.generation;
-    write(client, canary, group, &status).await
+    write(client, canary, group, &status).await.map(|_| ())
 }

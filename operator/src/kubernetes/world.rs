@@ -17,9 +17,9 @@ use siskin_driver::{Error, Events, Platform, RoutingIntent, StatusStore, Traffic
 use siskin_engine::{Event, EventType, RouteState, Scale};
 use tracing::warn;
 
-use super::{Settings, apply, fleet::RouterFleet, status};
+use super::{Settings, apply, fleet::RouterFleet, outage, status, versions::Versions};
 use crate::{
-    backends::{Context, PlanError, Selector, TrafficBackend, plan_routing},
+    backends::{Context, PlanError, Selector, TrafficBackend, plan_routing, routing_reads},
     objects::{Change, Cluster, Kind, Read},
     workloads::{self, REPLICAS_ANNOTATION, configs, daemonset},
 };
@@ -38,6 +38,12 @@ pub struct KubeWorld {
     recorder: Recorder,
     /// The target and primary read to learn the selector, reused by the step's observation.
     first_read: std::sync::Mutex<Option<Cluster>>,
+    /// The routing objects read by the step's observation, reused by its routing plan.
+    routing_read: std::sync::Mutex<Option<Cluster>>,
+    /// What this process last read and applied.
+    versions: Arc<Versions>,
+    /// An API-server outage this Canary went through, told on its status by this step.
+    outage: Option<String>,
 }
 
 /// A plan error as the driver reports it.
@@ -94,7 +100,22 @@ impl KubeWorld {
             fleet,
             recorder,
             first_read: std::sync::Mutex::new(Some(cluster)),
+            routing_read: std::sync::Mutex::new(None),
+            versions: Arc::default(),
+            outage: None,
         })
+    }
+
+    /// Remembers what it reads and applies in `versions` (shared by the operator's steps).
+    pub fn remembering(mut self, versions: Arc<Versions>) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// Tells `outage` (see [`super::outage`]) on the status this step writes.
+    pub fn report_outage(mut self, outage: Option<String>) -> Self {
+        self.outage = outage;
+        self
     }
 
     fn cx(&self) -> Option<Context<'_>> {
@@ -157,10 +178,15 @@ impl KubeWorld {
         Ok(())
     }
 
+    /// Keeps what the observation read for this step's routing plan.
+    fn keep_routing_read(&self, cluster: Cluster) {
+        *self.routing_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+    }
+
     /// What the backend reads, as it is now.
     async fn read_routing(&self, cx: &Context<'_>) -> Result<Cluster, Error> {
         let mut cluster = Cluster::new();
-        apply::read(&self.client, &self.backend.reads(cx), &mut cluster).await?;
+        apply::read(&self.client, &routing_reads(self.backend, cx), &mut cluster).await?;
         Ok(cluster)
     }
 }
@@ -277,15 +303,19 @@ impl Traffic for KubeWorld {
                 Ok(r) => Some(r),
                 Err(e) => {
                     warn!(error = %e, "cannot read the routers' configuration");
+                    self.keep_routing_read(cluster);
                     return Ok(RouteState::Converging);
                 }
             }
         } else {
             None
         };
-        self.backend
-            .observe(&cx, &cluster, reports.as_deref())
-            .map_err(plan_err)
+        let state = self
+            .backend
+            .observe(&cx, &cluster, reports.as_deref().map(|r| r.as_slice()))
+            .map_err(plan_err);
+        self.keep_routing_read(cluster);
+        state
     }
 
     async fn apply(&self, intent: &RoutingIntent) -> Result<(), Error> {
@@ -293,10 +323,24 @@ impl Traffic for KubeWorld {
             warn!("neither the target nor its primary exists: routing is left as it is");
             return Ok(());
         };
-        let cluster = self.read_routing(&cx).await?;
+        // What the observation of this step read: nothing in between writes routing objects.
+        let observed = self
+            .routing_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let cluster = match observed {
+            Some(c) => c,
+            None => self.read_routing(&cx).await?,
+        };
         let plan = plan_routing(self.backend, &cx, intent, &cluster).map_err(plan_err)?;
+        let mut changed = false;
         for obj in &plan {
-            apply::apply(&self.client, obj).await?;
+            changed |= apply::apply_planned(&self.client, obj, &cluster, &self.versions).await?;
+        }
+        if changed {
+            // The routers' answers from before this change no longer tell whether they serve it.
+            self.fleet.forget_reports();
         }
         Ok(())
     }
@@ -320,10 +364,27 @@ impl StatusStore for KubeWorld {
         if let Some(conds) = status.conditions.as_mut() {
             conds.retain(|c| c.reason != "InvalidSpec");
         }
+        if let Some(message) = &self.outage {
+            let now = siskin_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            );
+            let conds = status.conditions.get_or_insert_with(Vec::new);
+            conds.retain(|c| c.r#type != outage::CONDITION);
+            conds.push(siskin_api::status::CanaryCondition {
+                r#type: outage::CONDITION.into(),
+                status: "True".into(),
+                reason: outage::RECOVERED.into(),
+                message: Some(message.clone()),
+                last_transition_time: Some(now.clone()),
+                last_update_time: Some(now),
+            });
+        }
         if status == *before && self.canary.status.is_some() {
             return Ok(false);
         }
-        status::write(&self.client, &self.canary, self.group, &status).await?;
+        let version = status::write(&self.client, &self.canary, self.group, &status).await?;
+        self.versions
+            .saw_canary(&status::version_key(&self.canary, self.group), version);
         Ok(true)
     }
 }

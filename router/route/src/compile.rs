@@ -55,8 +55,8 @@ pub struct CompiledRule {
     /// Backends: index into [`Table::backends`], weight, session cookie.
     pub backends: Vec<(usize, u32, Option<SessionCookie>)>,
     pub(crate) total_weight: u64,
-    /// Filters other than mirrors, in order.
-    pub filters: Vec<Filter>,
+    /// Filters other than mirrors, in order; header modifiers parsed once here.
+    pub filters: Vec<RuleFilter>,
     /// Mirror target (backend index) and percentage.
     pub mirror: Option<(usize, u8)>,
     /// Timeouts.
@@ -65,6 +65,58 @@ pub struct CompiledRule {
     pub retry: Option<Retry>,
     /// Cookies (`name=value`) to expire on sight.
     pub expire_cookies: Vec<(String, String)>,
+}
+
+/// A filter of a compiled rule.
+#[derive(Clone, Debug)]
+pub enum RuleFilter {
+    /// `RequestHeaderModifier`, parsed.
+    RequestHeaders(HeaderEdit),
+    /// `ResponseHeaderModifier`, parsed.
+    ResponseHeaders(HeaderEdit),
+    /// Any other filter, as configured.
+    Other(Filter),
+}
+
+/// A header modifier with its names and values parsed, so a request only copies them.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderEdit {
+    set: Vec<(HeaderName, http::HeaderValue)>,
+    add: Vec<(HeaderName, http::HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl HeaderEdit {
+    /// Parses `m`; `at` names it in errors.
+    pub fn compile(m: &crate::HeaderModifier, at: &str) -> Result<HeaderEdit, CompileError> {
+        let pair = |h: &crate::Header| -> Result<(HeaderName, http::HeaderValue), CompileError> {
+            let value = http::HeaderValue::from_str(&h.value)
+                .map_err(|_| invalid(at, format!("invalid header value {:?}", h.value)))?;
+            Ok((header_name(&h.name, at)?, value))
+        };
+        Ok(HeaderEdit {
+            set: m.set.iter().map(pair).collect::<Result<_, _>>()?,
+            add: m.add.iter().map(pair).collect::<Result<_, _>>()?,
+            remove: m
+                .remove
+                .iter()
+                .map(|n| header_name(n, at))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Sets, then adds, then removes (Gateway API's order).
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            headers.append(n.clone(), v.clone());
+        }
+        for n in &self.remove {
+            headers.remove(n);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -88,13 +140,16 @@ pub(crate) enum ValueCond {
     Regex(Regex),
 }
 
-/// Host names of a route, compiled.
-#[derive(Debug)]
-pub(crate) enum HostCond {
-    Any,
-    Exact(String),
-    /// `*.example.com` stored as `.example.com`.
-    Wildcard(String),
+/// Rules by host name: a request's host is looked up once for its exact name and once per
+/// dot for wildcards, so selection does not grow with the number of routes.
+#[derive(Debug, Default)]
+pub(crate) struct HostIndex {
+    /// Lower-cased host name → rule indices, in route order.
+    pub(crate) exact: HashMap<String, Vec<usize>>,
+    /// `*.example.com` stored as `.example.com` → rule indices, in route order.
+    pub(crate) wildcard: HashMap<String, Vec<usize>>,
+    /// Rules of routes without host names.
+    pub(crate) any: Vec<usize>,
 }
 
 /// Routes and backends compiled for lookup. Built once per configuration version; the
@@ -103,8 +158,8 @@ pub(crate) enum HostCond {
 pub struct Table {
     /// Every rule of every route, route by route.
     pub rules: Vec<CompiledRule>,
-    /// (host condition, route index) pairs with the rules of each route.
-    pub(crate) hosts: Vec<(HostCond, Vec<usize>)>,
+    /// The rules by the host names they serve, looked up rather than scanned.
+    pub(crate) hosts: HostIndex,
     /// Backends, by index.
     pub backends: Vec<Backend>,
     /// The configuration this table was built from.
@@ -163,7 +218,7 @@ impl Table {
         }
         let mut names = HashSet::new();
         let mut rules = Vec::new();
-        let mut hosts: Vec<(HostCond, Vec<usize>)> = Vec::new();
+        let mut hosts = HostIndex::default();
         for (ri, route) in config.routes.iter().enumerate() {
             if !names.insert(route.name.clone()) {
                 return Err(CompileError::DuplicateRoute {
@@ -178,21 +233,23 @@ impl Table {
             }
             let ids: Vec<usize> = (first..rules.len()).collect();
             if route.hostnames.is_empty() {
-                hosts.push((HostCond::Any, ids.clone()));
+                hosts.any.extend(&ids);
             }
             for h in &route.hostnames {
                 let h = h.to_ascii_lowercase();
                 match h.strip_prefix('*') {
-                    Some(suffix) if suffix.starts_with('.') => {
-                        hosts.push((HostCond::Wildcard(suffix.to_string()), ids.clone()))
-                    }
+                    Some(suffix) if suffix.starts_with('.') => hosts
+                        .wildcard
+                        .entry(suffix.to_string())
+                        .or_default()
+                        .extend(&ids),
                     Some(_) => {
                         return Err(invalid(
                             &format!("routes[{ri}].hostnames"),
                             format!("{h:?}: a wildcard must be *.domain"),
                         ));
                     }
-                    None => hosts.push((HostCond::Exact(h), ids.clone())),
+                    None => hosts.exact.entry(h).or_default().extend(&ids),
                 }
             }
         }
@@ -258,20 +315,16 @@ fn compile_rule(
                     percent,
                 ));
             }
-            Filter::RequestHeaderModifier { modifier }
-            | Filter::ResponseHeaderModifier { modifier } => {
-                for h in modifier.set.iter().chain(&modifier.add) {
-                    header_name(&h.name, &format!("{at}.filters[{i}]"))?;
-                    http::HeaderValue::from_str(&h.value).map_err(|_| {
-                        invalid(
-                            &format!("{at}.filters[{i}]"),
-                            format!("invalid header value {:?}", h.value),
-                        )
-                    })?;
-                }
-                filters.push(f.clone());
+            Filter::RequestHeaderModifier { modifier } => filters.push(RuleFilter::RequestHeaders(
+                HeaderEdit::compile(modifier, &format!("{at}.filters[{i}]"))?,
+            )),
+            Filter::ResponseHeaderModifier { modifier } => {
+                filters.push(RuleFilter::ResponseHeaders(HeaderEdit::compile(
+                    modifier,
+                    &format!("{at}.filters[{i}]"),
+                )?))
             }
-            other => filters.push(other.clone()),
+            other => filters.push(RuleFilter::Other(other.clone())),
         }
     }
     let mut matches = Vec::new();

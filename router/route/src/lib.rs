@@ -15,7 +15,7 @@ pub mod normalize;
 mod report;
 mod select;
 
-pub use compile::{CompileError, CompiledRule, Table};
+pub use compile::{CompileError, CompiledRule, HeaderEdit, RuleFilter, Table};
 pub use duration::Duration;
 pub use model::*;
 pub use report::{

@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, header::COOKIE};
 
 use crate::{
     Table,
-    compile::{CompiledMatch, CompiledRule, HostCond, PathCond, ValueCond},
+    compile::{CompiledMatch, CompiledRule, PathCond, ValueCond},
 };
 
 /// How the backend was chosen.
@@ -58,15 +58,7 @@ impl Table {
         let host = host.map(normalize_host).unwrap_or_default();
         let host: &str = &host;
         let mut best: Option<(Rank, usize, &CompiledMatch)> = None;
-        for (cond, rules) in &self.hosts {
-            let host_rank = match cond {
-                HostCond::Any => (0, 0),
-                HostCond::Exact(h) if *h == host => (2, h.len()),
-                HostCond::Wildcard(s) if host.ends_with(s.as_str()) && host.len() > s.len() => {
-                    (1, s.len())
-                }
-                _ => continue,
-            };
+        let mut consider = |host_rank: (u8, usize), rules: &[usize]| {
             for &ri in rules {
                 for m in &self.rules[ri].matches {
                     if !matches(m, method, path, query, headers) {
@@ -92,7 +84,20 @@ impl Table {
                     }
                 }
             }
+        };
+        if let Some(rules) = self.hosts.exact.get(host) {
+            consider((2, host.len()), rules);
         }
+        if !self.hosts.wildcard.is_empty() {
+            // `*.example.com` serves `a.example.com` and `a.b.example.com`, not `example.com`.
+            for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+                let suffix = &host[i..];
+                if let Some(rules) = self.hosts.wildcard.get(suffix) {
+                    consider((1, suffix.len()), rules);
+                }
+            }
+        }
+        consider((0, 0), &self.hosts.any);
         let (_, rule_index, m) = best?;
         let rule = &self.rules[rule_index];
         let (backend, sticky) = pick(rule, headers, sample);
