@@ -3,22 +3,52 @@
 # HTTPRoute and GRPCRoute, Istio, SMI, Consul) with kopium from the CRDs in ../shared/crds, into operator/foreign/src/.
 #
 #   scripts/foreign-types.sh           regenerate in place
-#   scripts/foreign-types.sh --check   regenerate into a temporary folder and fail if the
-#                                      committed files differ (CI)
+#   scripts/foreign-types.sh --check   fail if the committed files are not what kopium generates
+#                                      from the CRDs (CI)
 #
 # kopium is pinned and installed once into ${SISKIN_TOOLS_ROOT:-~/.cache/siskin/tools}.
+# A regeneration records in operator/foreign/kopium.sha256 the SHA-256 of this script, every
+# input CRD and every generated file. --check first compares those sums: when every one is
+# the same, the committed files are byte for byte those of a generation this script made, and
+# kopium is not needed (building it takes minutes on a fresh machine). Otherwise it regenerates
+# into a temporary folder and compares, as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 version=0.24.1
 root=${SISKIN_TOOLS_ROOT:-$HOME/.cache/siskin/tools}
 kopium="$root/kopium-$version/bin/kopium"
+crds=${SISKIN_SHARED:-$repo/../shared}/crds
+[ -d "$crds" ] || { echo "foreign-types.sh: $crds is missing (set SISKIN_SHARED)" >&2; exit 1; }
+stamp="$repo/operator/foreign/kopium.sha256"
+
+# The CRD files read, and (below) the files written.
+inputs=(
+  gateway-api/gateway.networking.k8s.io_httproutes.yaml
+  gateway-api/gateway.networking.k8s.io_grpcroutes.yaml
+  istio/virtualservices.networking.istio.io.yaml
+  istio/destinationrules.networking.istio.io.yaml
+  smi/linkerd-smi_trafficsplit-crd.yaml
+  smi/smi-sdk-go_split.yaml
+  consul/consul.hashicorp.com_servicesplitters.yaml
+  consul/consul.hashicorp.com_servicerouters.yaml
+  consul/consul.hashicorp.com_servicedefaults.yaml
+)
+# sums: the stamp's lines for this script, the inputs and the committed generated files.
+sums() {
+  (cd "$repo" && sha256sum scripts/foreign-types.sh)
+  (cd "$crds" && sha256sum "${inputs[@]}" | sed 's#  #  crds/#')
+  (cd "$repo" && find operator/foreign/src -name '*.rs' -path '*/*/*/*/*' | sort | xargs sha256sum)
+}
+
+if [ "${1:-}" = "--check" ] && [ -f "$stamp" ] && diff -q <(sums) "$stamp" >/dev/null; then
+  echo "operator/foreign/src: this script, the CRDs and the generated files match $stamp (kopium $version's last run)"
+  exit 0
+fi
 if [ ! -x "$kopium" ]; then
   echo "installing kopium $version (once; cached in $root/kopium-$version)" >&2
   cargo install --quiet --locked kopium --version "$version" --root "$root/kopium-$version" >&2
 fi
-crds=${SISKIN_SHARED:-$repo/../shared}/crds
-[ -d "$crds" ] || { echo "foreign-types.sh: $crds is missing (set SISKIN_SHARED)" >&2; exit 1; }
 
 out="$repo/operator/foreign/src"
 if [ "${1:-}" = "--check" ]; then
@@ -55,5 +85,10 @@ if [ "${1:-}" = "--check" ]; then
     fi
   done
   rm -rf "$out"
+  if [ $status = 0 ] && ! diff -q <(sums) "$stamp" >/dev/null 2>&1; then
+    echo "the generated files are what kopium generates, but $stamp is out of date: run scripts/foreign-types.sh" >&2
+    status=1
+  fi
   exit $status
 fi
+sums >"$stamp"

@@ -7,7 +7,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     time::Duration,
 };
 
@@ -21,13 +21,7 @@ use siskin_api::{MetricTemplateSpec, Provider, analysis::CanaryMetric, status::V
 use siskin_e2e::prometheus::{Options, Prometheus};
 use siskin_router::{Options as RouterOptions, Router, Source as RouterSource};
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use siskin_e2e::free_port;
 
 fn vars() -> Vars {
     Vars {

@@ -4,7 +4,7 @@
 
 use std::{
     convert::Infallible,
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::SeqCst},
@@ -25,13 +25,7 @@ use siskin_analysis::{
 use siskin_api::status::Verdict;
 use siskin_router::{Options, Router, Source};
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use siskin_e2e::free_port;
 
 /// An upstream whose every `fail_every`-th answer is a 500.
 async fn upstream(fail_every: u64) -> u16 {

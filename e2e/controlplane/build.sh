@@ -56,6 +56,7 @@ timer=""; [ -x /usr/bin/time ] && timer="/usr/bin/time -v"
 ) >&2 || { echo "build.sh: build failed; see $out.tmp/*.time" >&2; tail -30 "$log".*.time >&2; exit 1; }
 echo "built in $(( $(date +%s) - start ))s" >&2
 "$out.tmp/kube-apiserver" --version >&2
-"$out.tmp/etcd" --version | head -1 >&2
+# sed, not head: head ends the pipe early and etcd's SIGPIPE fails the build under pipefail.
+"$out.tmp/etcd" --version | sed -n 1p >&2
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "$out"

@@ -2,7 +2,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{Ipv4Addr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Mutex, OnceLock},
@@ -60,8 +60,27 @@ impl ControlPlane {
     }
 
     /// Starts etcd and kube-apiserver, writes the kubeconfig, installs CRDs and waits until
-    /// they are served.
+    /// they are served. A start that fails (a process that exits, a port taken meanwhile, a
+    /// server that never gets ready) is tried again from scratch, twice at most; the error
+    /// carries the end of each component's log.
     pub fn start() -> Result<ControlPlane> {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Self::start_once() {
+                Ok(plane) => return Ok(plane),
+                Err(e) => {
+                    eprintln!("[e2e] control plane start, attempt {attempt} of 3, failed: {e}");
+                    failures.push(format!("attempt {attempt}: {e}"));
+                }
+            }
+        }
+        Err(Error::Setup(format!(
+            "the control plane did not start in 3 attempts:\n{}",
+            failures.join("\n")
+        )))
+    }
+
+    fn start_once() -> Result<ControlPlane> {
         let bins = kube_bins()?;
         let dir = work_dir()?;
         eprintln!(
@@ -80,22 +99,35 @@ impl ControlPlane {
             apiserver: Mutex::new(None),
             pids: pids.clone(),
         };
-        certs::write(&plane.dir.join("pki"))?;
+        match plane.boot(&bins, &pids) {
+            Ok(()) => {
+                eprintln!("[e2e] control plane ready at {}", plane.server);
+                Ok(plane)
+            }
+            // Dropping the plane stops what it started and removes its folder: keep the logs.
+            Err(e) => Err(Error::Setup(format!("{e}{}", plane.log_tails()))),
+        }
+    }
+
+    /// Certificates, etcd, kube-apiserver, kubeconfig, then the bootstrap objects.
+    fn boot(&mut self, bins: &Path, pids: &Path) -> Result<()> {
+        certs::write(&self.dir.join("pki"))?;
         let token = random_hex(16)?;
-        let tokens = plane.dir.join("tokens.csv");
+        let tokens = self.dir.join("tokens.csv");
         let groups = format!("system:serviceaccounts,system:serviceaccounts:{OPERATOR_NAMESPACE}");
         let line = format!(
             "{token},system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT},siskin-uid,\"{groups}\"\n"
         );
         std::fs::write(&tokens, line).map_err(io("write tokens.csv"))?;
 
-        let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
-        plane.spawn(
-            &pids,
+        let (etcd_port, peer_port, api_port) =
+            (crate::free_port(), crate::free_port(), crate::free_port());
+        self.spawn(
+            pids,
             "etcd",
             Command::new(bins.join("etcd")).args([
                 "--name=siskin-test".to_string(),
-                format!("--data-dir={}", plane.dir.join("etcd").display()),
+                format!("--data-dir={}", self.dir.join("etcd").display()),
                 format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
                 format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
                 format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
@@ -105,11 +137,14 @@ impl ControlPlane {
                 "--log-level=warn".to_string(),
             ]),
         )?;
-        wait_for(Duration::from_secs(60), "etcd /health", || {
-            http_get(etcd_port, "/health").filter(|b| b.contains("\"health\":\"true\""))
-        })?;
+        wait_for(
+            Duration::from_secs(60),
+            "etcd /health",
+            || http_get(etcd_port, "/health").filter(|b| b.contains("\"health\":\"true\"")),
+            || self.exited("etcd"),
+        )?;
 
-        let pki_dir = plane.dir.join("pki");
+        let pki_dir = self.dir.join("pki");
         let p = |f: &str| pki_dir.join(f).display().to_string();
         let apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
@@ -132,26 +167,41 @@ impl ControlPlane {
             "--profiling=false".to_string(),
             "--v=1".to_string(),
         ];
-        plane.spawn(
-            &pids,
+        self.spawn(
+            pids,
             "kube-apiserver",
             Command::new(bins.join("kube-apiserver")).args(&apiserver_args),
         )?;
-        *plane
+        *self
             .apiserver
             .lock()
             .map_err(|_| Error::Setup("poisoned".into()))? =
             Some((bins.join("kube-apiserver"), apiserver_args));
-        plane.server = format!("https://127.0.0.1:{api_port}");
-        write_kubeconfig(&plane.kubeconfig, &plane.server, &pki_dir, &token)?;
+        self.server = format!("https://127.0.0.1:{api_port}");
+        write_kubeconfig(&self.kubeconfig, &self.server, &pki_dir, &token)?;
 
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(io("start a Tokio runtime"))?;
-        rt.block_on(plane.bootstrap())?;
-        eprintln!("[e2e] control plane ready at {}", plane.server);
-        Ok(plane)
+        rt.block_on(self.bootstrap())?;
+        Ok(())
+    }
+
+    /// The last lines of etcd's and kube-apiserver's logs, for an error message.
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for name in ["etcd", "kube-apiserver"] {
+            let text =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!(
+                "\n--- last lines of {name}.log ---\n{}",
+                tail.join("\n")
+            ));
+        }
+        out
     }
 
     fn spawn(&self, pids: &Path, name: &str, cmd: &mut Command) -> Result<()> {
@@ -191,6 +241,16 @@ impl ControlPlane {
             .find(|(n, _)| n == name)
             .map(|(_, c)| c.id())
             .ok_or_else(|| Error::Setup(format!("{name} is not running")))
+    }
+
+    /// How the newest process named `name` ended, if it has.
+    fn exited(&self, name: &str) -> Option<String> {
+        let mut children = self.children.lock().ok()?;
+        let (_, child) = children.iter_mut().rev().find(|(n, _)| n == name)?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(format!("{name} exited ({status})")),
+            _ => None,
+        }
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `KILL`…) to component `name`.
@@ -271,6 +331,11 @@ impl ControlPlane {
                 Ok(body) if body.trim() == "ok" => break,
                 Ok(body) => saw = body,
                 Err(e) => saw = e.to_string(),
+            }
+            if let Some(how) = self.exited("kube-apiserver") {
+                return Err(Error::Setup(format!(
+                    "{how} before it was ready; last seen: {saw}"
+                )));
             }
             if started.elapsed() > Duration::from_secs(90) {
                 return Err(Error::Timeout {
@@ -475,11 +540,6 @@ fn write_kubeconfig(path: &Path, server: &str, pki: &Path, token: &str) -> Resul
     std::fs::write(path, text).map_err(io("write kubeconfig"))
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("find a free port"))?;
-    Ok(l.local_addr().map_err(io("find a free port"))?.port())
-}
-
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
@@ -498,11 +558,19 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
 
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> Option<String>) -> Result<String> {
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<String>,
+    mut gone: impl FnMut() -> Option<String>,
+) -> Result<String> {
     let started = Instant::now();
     loop {
         if let Some(v) = f() {
             return Ok(v);
+        }
+        if let Some(how) = gone() {
+            return Err(Error::Setup(format!("waiting for {what}: {how}")));
         }
         if started.elapsed() > limit {
             return Err(Error::Timeout {

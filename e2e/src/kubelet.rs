@@ -9,7 +9,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, TcpListener},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -60,13 +59,6 @@ impl Drop for Kubelet {
             t.clear();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
 
 fn env_of(t: &PodTemplateSpec, name: &str) -> Option<String> {
@@ -188,7 +180,7 @@ async fn pass(
                 .ok()
                 .and_then(|p| p.get(&name).map(|x| x.template.clone()));
             if current.as_deref() != Some(template.as_str()) {
-                let port = free_port();
+                let port = crate::free_port();
                 let args = vec![
                     "sample-app".to_string(),
                     "--listen".into(),

@@ -12,11 +12,13 @@ mod controlplane;
 mod crds;
 pub mod kubelet;
 pub mod localnode;
+pub mod ports;
 pub mod prometheus;
 
 use std::path::PathBuf;
 
 pub use controlplane::{ControlPlane, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
+pub use ports::free_port;
 
 /// What went wrong while setting up or using the harness.
 #[derive(Debug, thiserror::Error)]

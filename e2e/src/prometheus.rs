@@ -4,7 +4,7 @@
 //! and can require basic auth. Stopped when dropped.
 
 use std::{
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -32,11 +32,6 @@ pub struct Options {
     pub basic_auth: Option<(String, String)>,
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("bind a free port"))?;
-    Ok(l.local_addr().map_err(io("read a free port"))?.port())
-}
-
 fn which(program: &str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
@@ -56,7 +51,7 @@ impl Prometheus {
     /// Starts Prometheus and waits until it answers queries.
     pub fn start(opts: &Options) -> Result<Prometheus> {
         which("prometheus")?;
-        let port = free_port()?;
+        let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("siskin-prometheus-{port}"));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(io(format!("create {}", data.display())))?;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -412,11 +412,7 @@ async fn local_node_reports_rollouts_and_serves_real_endpoints() {
     );
 
     // A real process for the workload, reachable through the published endpoints.
-    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = siskin_e2e::free_port();
     let dir = tempfile_dir();
     std::fs::write(format!("{dir}/index.html"), "podinfo v6.0.0").unwrap();
     let p = LocalProcess::spawn(

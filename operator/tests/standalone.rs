@@ -7,7 +7,6 @@
 use std::{
     convert::Infallible,
     io::{BufRead, BufReader},
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -21,13 +20,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use siskin_e2e::free_port;
 
 /// An upstream answering its version; every `fail_every`-th answer is a 500 (0: never).
 async fn upstream(version: &'static str, fail_every: u64) -> String {

@@ -28,13 +28,7 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use siskin_e2e::free_port;
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.

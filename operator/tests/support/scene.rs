@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -31,13 +30,7 @@ use kube::{
 use serde_json::{Value, json};
 use siskin_e2e::{ControlPlane, kubelet::Kubelet};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use siskin_e2e::free_port;
 
 pub struct Proc(pub Child);
 

@@ -6,7 +6,7 @@ pub mod tls;
 use std::{
     convert::Infallible,
     io::Write,
-    net::{Ipv4Addr, SocketAddr, TcpListener as StdListener},
+    net::{Ipv4Addr, SocketAddr},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -25,13 +25,7 @@ use hyper_util::{
     server::conn::auto,
 };
 
-pub fn free_port() -> u16 {
-    StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use siskin_e2e::free_port;
 
 /// An upstream that answers with its name; status and delay can change while it runs.
 #[derive(Clone)]
