@@ -4,7 +4,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{Ipv4Addr, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,11 +18,7 @@ impl Drop for App {
 }
 
 fn start(args: &[&str]) -> App {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = siskin_e2e::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_siskin-sample-app"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)

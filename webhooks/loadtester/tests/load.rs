@@ -113,10 +113,10 @@ async fn upstream_handler(
     StatusCode::from_u16(seen.status.load(Ordering::SeqCst)).unwrap()
 }
 
-/// A port nothing listens on.
+/// A port nothing listens on (outside the ephemeral range, so no connection can have taken
+/// it as its source port, nor connect to itself through it).
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    siskin_e2e::free_port()
 }
 
 /// The value of one sample line of `/metrics`, 0 when absent.
