@@ -13,7 +13,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use siskin_route::{ConfigReport, StatsReport};
+use siskin_route::StatsReport;
 use tokio::net::TcpListener;
 
 use crate::server::Shared;
@@ -51,18 +51,31 @@ fn now_sec() -> u64 {
         .unwrap_or(0)
 }
 
-async fn config(State(shared): State<Arc<Shared>>) -> Json<ConfigReport> {
+/// [`siskin_route::ConfigReport`] as written: the configuration goes out as the JSON text
+/// the table kept of it.
+#[derive(serde::Serialize)]
+struct ConfigReportOut<'a> {
+    generation: u64,
+    status: siskin_route::ConfigStatus,
+    config: &'a serde_json::value::RawValue,
+}
+
+async fn config(State(shared): State<Arc<Shared>>) -> Result<impl IntoResponse, StatusCode> {
     let state = shared.state.load_full();
     let status = shared
         .config_status
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    Json(ConfigReport {
+    let config: &serde_json::value::RawValue = serde_json::from_str(&state.table.config_json)
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let body = serde_json::to_string(&ConfigReportOut {
         generation: state.generation,
         status,
-        config: state.table.config.clone(),
+        config,
     })
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 /// `GET /stats[?window=SECONDS]`: with `window` (1–60), every entry also carries the judge's

@@ -610,7 +610,7 @@ fn translate_rule(
                 endpoints,
                 protocol: protocol(bns, name, port, services),
                 role: Some(Role::of_service(name)),
-                tls,
+                tls: tls.map(Box::new),
             }
         });
         key

@@ -262,7 +262,7 @@ async fn forward(
         spawn_mirror(state, mirror_backend, &parts, bytes.clone());
     }
 
-    let retry = rule.retry.as_ref().filter(|_| body.replayable());
+    let retry = rule.retry.as_deref().filter(|_| body.replayable());
     let attempts = 1 + retry.map_or(0, |r| u32::from(r.attempts));
     let idempotent = matches!(
         parts.method,
@@ -282,8 +282,15 @@ async fn forward(
         else {
             return Err(ErrorKind::NoEndpoint);
         };
+        // The last attempt takes the request's headers; earlier ones copy them for a retry.
+        let headers = if more_after(attempt, attempts) {
+            Headers::Copy(&parts.headers)
+        } else {
+            Headers::Move(std::mem::take(&mut parts.headers))
+        };
         let upstream = upstream_request(
             &parts,
+            headers,
             (client.scheme(), &endpoint.authority),
             pool.protocol,
             body.take(),
@@ -298,7 +305,7 @@ async fn forward(
                 .map_err(|_| ErrorKind::BackendTimeout),
             None => Ok(sent.await),
         };
-        let more = attempt + 1 < attempts;
+        let more = more_after(attempt, attempts);
         let (_, now_ms) = now_secs();
         match outcome {
             Ok(Ok(mut resp)) => {
@@ -329,7 +336,7 @@ async fn forward(
                 apply_response_filters(rule, resp.headers_mut());
                 session_cookies(
                     resp.headers_mut(),
-                    cookie.as_ref(),
+                    cookie.as_deref(),
                     sticky,
                     rule,
                     &request_cookies,
@@ -396,8 +403,28 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+/// Whether another attempt may follow attempt `attempt` (0-based) of `attempts`.
+fn more_after(attempt: u32, attempts: u32) -> bool {
+    attempt + 1 < attempts
+}
+
+/// The headers an upstream request is built from: copied when the request may be sent again
+/// (a retry, a mirror), taken when this is the last use.
+enum Headers<'a> {
+    Copy(&'a HeaderMap),
+    Move(HeaderMap),
+}
+
+/// Whether a header is dropped on the way upstream: hop-by-hop headers (RFC 9110 §7.6.1),
+/// unless the request is an upgrade, and `TE` other than `trailers`.
+fn dropped(name: &header::HeaderName, value: &HeaderValue, upgrade: bool) -> bool {
+    (!upgrade && HOP_BY_HOP.contains(&name.as_str()))
+        || (name == header::TE && value.as_bytes() != b"trailers")
+}
+
 fn upstream_request(
     parts: &Parts,
+    headers: Headers<'_>,
     (scheme, addr): (http::uri::Scheme, &http::uri::Authority),
     protocol: Protocol,
     body: Body,
@@ -421,24 +448,53 @@ fn upstream_request(
         Protocol::Http1 => Version::HTTP_11,
         Protocol::H2c => Version::HTTP_2,
     };
-    let headers = req.headers_mut();
-    for (name, value) in &parts.headers {
-        if !upgrade && HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
+    let out = req.headers_mut();
+    match headers {
+        Headers::Copy(from) => {
+            out.reserve(from.len());
+            for (name, value) in from {
+                if !dropped(name, value, upgrade) {
+                    out.append(name.clone(), value.clone());
+                }
+            }
         }
-        if name == header::TE && value.as_bytes() != b"trailers" {
-            continue;
+        Headers::Move(mut from) => {
+            // Usually nothing is dropped: one pass to look, removals only when needed.
+            if from.iter().any(|(n, v)| dropped(n, v, upgrade)) {
+                let names: Vec<header::HeaderName> = from
+                    .iter()
+                    .filter(|(n, v)| dropped(n, v, upgrade))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in names {
+                    if name == header::TE {
+                        // Keep `TE: trailers`, drop the rest.
+                        let kept: Vec<HeaderValue> = from
+                            .get_all(&name)
+                            .iter()
+                            .filter(|v| v.as_bytes() == b"trailers")
+                            .cloned()
+                            .collect();
+                        from.remove(&name);
+                        for v in kept {
+                            from.append(header::TE, v);
+                        }
+                    } else {
+                        from.remove(&name);
+                    }
+                }
+            }
+            *out = from;
         }
-        headers.append(name.clone(), value.clone());
     }
     if protocol == Protocol::Http1
-        && !headers.contains_key(HOST)
+        && !out.contains_key(HOST)
         && let Some(a) = parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        headers.insert(HOST, a);
+        out.insert(HOST, a);
     }
     Ok(req)
 }
@@ -454,7 +510,14 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
         .map_err(|e| -> BoxError { match e {} })
         .boxed();
     let target = (client.scheme(), &endpoint.authority);
-    let Ok(req) = upstream_request(parts, target, pool.protocol, full, false) else {
+    let Ok(req) = upstream_request(
+        parts,
+        Headers::Copy(&parts.headers),
+        target,
+        pool.protocol,
+        full,
+        false,
+    ) else {
         return;
     };
     // The copy runs on its own; the client's answer never waits for it.

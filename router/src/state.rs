@@ -28,13 +28,17 @@ pub struct State {
     pub unrouted: Arc<BackendStats>,
 }
 
+/// A series' identity: rule label and backend name.
+type SeriesKey = (Arc<str>, Arc<str>);
+
 /// Endpoint and statistics objects, reused when a new configuration names them again.
 #[derive(Debug, Default)]
 pub struct Registry {
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
-    stats: Mutex<HashMap<(String, String), Arc<BackendStats>>>,
+    /// Series by rule label and backend name.
+    stats: Mutex<HashMap<SeriesKey, Arc<BackendStats>>>,
     /// TLS clients by setting, so their connection pools outlive a reload.
-    tls: Mutex<HashMap<(BackendTls, Protocol), UpstreamClient>>,
+    tls: Mutex<HashMap<(BackendTls, Protocol), Arc<UpstreamClient>>>,
 }
 
 // === impl Registry ===
@@ -51,12 +55,14 @@ impl Registry {
             let client = match &b.tls {
                 None => clients.for_protocol(b.protocol),
                 Some(t) => {
-                    let key = (t.clone(), b.protocol);
+                    let key = ((**t).clone(), b.protocol);
                     let client = match tls.get(&key) {
                         Some(c) => c.clone(),
-                        None => clients
-                            .tls(t, b.protocol)
-                            .map_err(|e| format!("backends[{i}] ({}): {e}", b.name))?,
+                        None => Arc::new(
+                            clients
+                                .tls(t, b.protocol)
+                                .map_err(|e| format!("backends[{i}] ({}): {e}", b.name))?,
+                        ),
                     };
                     kept_tls.insert(key, client.clone());
                     client
@@ -94,17 +100,30 @@ impl Registry {
         drop(endpoints);
 
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let mut kept = HashMap::new();
-        let mut series = |route: &str, rule: &str, backend: &str, role: Role| {
-            let key = (rule.to_string(), backend.to_string());
+        let mut kept = HashMap::with_capacity(stats.len());
+        let mut series = |route: &Arc<str>, rule: &Arc<str>, backend: &Arc<str>, role: Role| {
+            let key = (rule.clone(), backend.clone());
             let s = stats
                 .get(&key)
                 .filter(|s| s.role == role)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(BackendStats::new(route, rule, backend, role)));
+                .unwrap_or_else(|| {
+                    Arc::new(BackendStats::new(
+                        route.clone(),
+                        rule.clone(),
+                        backend.clone(),
+                        role,
+                    ))
+                });
             kept.insert(key, s.clone());
             s
         };
+        // One name per backend, shared by the series of every rule that sends to it.
+        let names: Vec<Arc<str>> = table
+            .backends
+            .iter()
+            .map(|b| Arc::from(b.name.as_str()))
+            .collect();
         let per_rule = table
             .rules
             .iter()
@@ -112,13 +131,18 @@ impl Registry {
                 r.backends
                     .iter()
                     .map(|(bi, _, _)| {
-                        let b = &table.backends[*bi];
-                        series(&r.route, &r.label, &b.name, b.role.unwrap_or_default())
+                        let role = table.backends[*bi].role.unwrap_or_default();
+                        series(&r.route, &r.label, &names[*bi], role)
                     })
                     .collect()
             })
             .collect();
-        let unrouted = series("", "(unrouted)", "", Role::None);
+        let unrouted = series(
+            &Arc::from(""),
+            &Arc::from("(unrouted)"),
+            &Arc::from(""),
+            Role::None,
+        );
         *stats = kept;
         Ok(State {
             table,

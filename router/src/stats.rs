@@ -3,13 +3,18 @@
 //! Three views of the same events: cumulative counters and a latency histogram for Prometheus;
 //! a sliding window of 60 one-second slots of requests and failures for live rates and success
 //! rates; and 12 five-second slots of the fine latency histogram ([`siskin_route::latency`]:
-//! 74 buckets, 19 % apart) for quantiles and for the statistical judge's samples. Memory is
-//! bounded (about 4.6 KB per backend, allocated on its first request, so idle routes cost a
-//! few hundred bytes).
+//! 74 buckets, 19 % apart) for quantiles and for the statistical judge's samples.
+//!
+//! Memory follows traffic. A series that never served a request holds only its names (shared
+//! with the routing table) and one empty pointer, so a table of a thousand routes costs little
+//! until they are used. The counters arrive with the first request (about 0.5 KB); the
+//! one-second slots come ten at a time and each five-second histogram when its period first
+//! sees a request, so a series with steady traffic holds about 5 KB and one that served a single
+//! request about 0.9 KB.
 
 use std::{
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
@@ -25,6 +30,8 @@ pub const BUCKETS_MS: [f64; 13] = [
 ];
 const NB: usize = BUCKETS_MS.len() + 1;
 const SLOTS: usize = 60;
+/// One-second slots are allocated in groups of this many.
+const CHUNK: usize = 10;
 const FINE: usize = latency::BUCKETS;
 const FINE_SLOTS: usize = (SLOTS as u64 / latency::SLOT_SECONDS) as usize;
 
@@ -32,24 +39,28 @@ const FINE_SLOTS: usize = (SLOTS as u64 / latency::SLOT_SECONDS) as usize;
 #[derive(Debug)]
 pub struct BackendStats {
     /// Route name.
-    pub route: String,
+    pub route: Arc<str>,
     /// Rule label (`route/rule`).
-    pub rule: String,
+    pub rule: Arc<str>,
     /// Backend name.
-    pub backend: String,
+    pub backend: Arc<str>,
     /// Role of the backend (`primary`, `canary`).
     pub role: Role,
+    /// Everything counted, from the first request on.
+    live: OnceLock<Box<Live>>,
+}
+
+/// Counters and windows of a series that has served requests.
+#[derive(Debug)]
+struct Live {
     classes: [AtomicU64; 5],
     hist: [AtomicU64; NB],
     sum_us: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
-    window: OnceLock<Box<Window>>,
-}
-
-#[derive(Debug)]
-struct Window {
-    seconds: [Slot; SLOTS],
-    fine: [FineSlot; FINE_SLOTS],
+    /// One-second slots, [`CHUNK`] to an allocation, made when first written.
+    seconds: [OnceLock<Box<[Slot; CHUNK]>>; SLOTS / CHUNK],
+    /// Five-second slots, each made when first written.
+    fine: [OnceLock<Box<FineSlot>>; FINE_SLOTS],
 }
 
 /// One second of requests and failures.
@@ -70,17 +81,6 @@ struct FineSlot {
     hist: [AtomicU32; FINE],
 }
 
-impl Default for FineSlot {
-    fn default() -> Self {
-        FineSlot {
-            start: AtomicU64::new(0),
-            requests: AtomicU32::new(0),
-            failures: AtomicU32::new(0),
-            hist: std::array::from_fn(|_| AtomicU32::new(0)),
-        }
-    }
-}
-
 /// Claims `slot` for the period starting at `start`: the first event of a new period resets
 /// what the slot held a window ago.
 fn claim(mark: &AtomicU64, start: u64, reset: impl FnOnce()) {
@@ -90,52 +90,81 @@ fn claim(mark: &AtomicU64, start: u64, reset: impl FnOnce()) {
     }
 }
 
-// === impl BackendStats ===
+// === impl Live ===
 
-impl BackendStats {
-    /// Empty statistics.
-    pub fn new(route: &str, rule: &str, backend: &str, role: Role) -> Self {
-        BackendStats {
-            route: route.to_string(),
-            rule: rule.to_string(),
-            backend: backend.to_string(),
-            role,
+impl Live {
+    fn new() -> Live {
+        Live {
             classes: Default::default(),
             hist: Default::default(),
             sum_us: AtomicU64::new(0),
             errors: Default::default(),
-            window: OnceLock::new(),
+            seconds: Default::default(),
+            fine: Default::default(),
+        }
+    }
+
+    /// The one-second slot for `sec`, allocating its group on first use.
+    fn second(&self, sec: u64) -> &Slot {
+        let i = (sec % SLOTS as u64) as usize;
+        let chunk = self.seconds[i / CHUNK]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| Slot::default())));
+        &chunk[i % CHUNK]
+    }
+
+    /// Every one-second slot written so far.
+    fn written_seconds(&self) -> impl Iterator<Item = &Slot> {
+        self.seconds
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|c| c.iter())
+    }
+}
+
+// === impl BackendStats ===
+
+impl BackendStats {
+    /// Empty statistics.
+    pub fn new(route: Arc<str>, rule: Arc<str>, backend: Arc<str>, role: Role) -> Self {
+        BackendStats {
+            route,
+            rule,
+            backend,
+            role,
+            live: OnceLock::new(),
         }
     }
 
     /// Records one response (or failure) at `now_sec` (seconds since the epoch).
     pub fn record(&self, now_sec: u64, status: u16, error: Option<ErrorKind>, latency: Duration) {
+        let live = self.live.get_or_init(|| Box::new(Live::new()));
         let class = usize::from((status / 100).clamp(1, 5)) - 1;
-        self.classes[class].fetch_add(1, Relaxed);
-        let bucket = bucket_of(latency);
-        self.hist[bucket].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(
+        live.classes[class].fetch_add(1, Relaxed);
+        live.hist[bucket_of(latency)].fetch_add(1, Relaxed);
+        live.sum_us.fetch_add(
             u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
         if let Some(k) = error {
-            self.errors[k.index()].fetch_add(1, Relaxed);
+            live.errors[k.index()].fetch_add(1, Relaxed);
         }
         let failed = status >= 500 || error.is_some();
-        let window = self.window.get_or_init(|| {
-            Box::new(Window {
-                seconds: std::array::from_fn(|_| Slot::default()),
-                fine: std::array::from_fn(|_| FineSlot::default()),
-            })
-        });
-        let slot = &window.seconds[(now_sec % SLOTS as u64) as usize];
+        let slot = live.second(now_sec);
         claim(&slot.sec, now_sec, || {
             slot.requests.store(0, Relaxed);
             slot.failures.store(0, Relaxed);
         });
         slot.requests.fetch_add(1, Relaxed);
         let start = now_sec - now_sec % latency::SLOT_SECONDS;
-        let fine = &window.fine[((start / latency::SLOT_SECONDS) % FINE_SLOTS as u64) as usize];
+        let fine = live.fine[((start / latency::SLOT_SECONDS) % FINE_SLOTS as u64) as usize]
+            .get_or_init(|| {
+                Box::new(FineSlot {
+                    start: AtomicU64::new(0),
+                    requests: AtomicU32::new(0),
+                    failures: AtomicU32::new(0),
+                    hist: std::array::from_fn(|_| AtomicU32::new(0)),
+                })
+            });
         claim(&fine.start, start, || {
             fine.requests.store(0, Relaxed);
             fine.failures.store(0, Relaxed);
@@ -158,11 +187,11 @@ impl BackendStats {
             seconds,
             ..Default::default()
         };
-        let Some(window) = self.window.get() else {
+        let Some(live) = self.live.get() else {
             return out;
         };
         let mut failures = 0u64;
-        for slot in window.seconds.iter() {
+        for slot in live.written_seconds() {
             let sec = slot.sec.load(Relaxed);
             if sec + seconds <= now_sec || sec > now_sec {
                 continue;
@@ -175,7 +204,7 @@ impl BackendStats {
             out.success_rate = Some(
                 100.0 * (out.requests - failures.min(out.requests)) as f64 / out.requests as f64,
             );
-            let hist = self.fine_hist(window, now_sec, seconds).2;
+            let hist = self.fine_hist(live, now_sec, seconds).2;
             out.p50_ms = quantile(&hist, 0.50);
             out.p90_ms = quantile(&hist, 0.90);
             out.p99_ms = quantile(&hist, 0.99);
@@ -185,12 +214,7 @@ impl BackendStats {
 
     /// Requests, failures and fine histogram of the five-second slots covering the last
     /// `seconds` (the current slot included); with the seconds those slots cover.
-    fn fine_hist(
-        &self,
-        window: &Window,
-        now_sec: u64,
-        seconds: u64,
-    ) -> (u64, u64, [u64; FINE], u64) {
+    fn fine_hist(&self, live: &Live, now_sec: u64, seconds: u64) -> (u64, u64, [u64; FINE], u64) {
         let slots = seconds
             .div_ceil(latency::SLOT_SECONDS)
             .clamp(1, FINE_SLOTS as u64);
@@ -198,14 +222,14 @@ impl BackendStats {
         let oldest = current.saturating_sub((slots - 1) * latency::SLOT_SECONDS);
         let mut hist = [0u64; FINE];
         let (mut requests, mut failures) = (0, 0);
-        for slot in window.fine.iter() {
+        for slot in live.fine.iter().filter_map(OnceLock::get) {
             let start = slot.start.load(Relaxed);
             if start < oldest || start > current {
                 continue;
             }
             requests += u64::from(slot.requests.load(Relaxed));
             failures += u64::from(slot.failures.load(Relaxed));
-            for (h, s) in hist.iter_mut().zip(&slot.hist) {
+            for (h, s) in hist.iter_mut().zip(slot.hist.iter()) {
                 *h += u64::from(s.load(Relaxed));
             }
         }
@@ -214,13 +238,13 @@ impl BackendStats {
 
     /// The judge's samples of the last `seconds` (at most 60) ending at `now_sec`.
     pub fn samples(&self, now_sec: u64, seconds: u64) -> Samples {
-        let Some(window) = self.window.get() else {
+        let Some(live) = self.live.get() else {
             return Samples {
                 seconds: seconds.clamp(1, SLOTS as u64),
                 ..Default::default()
             };
         };
-        let (requests, failures, hist, covered) = self.fine_hist(window, now_sec, seconds);
+        let (requests, failures, hist, covered) = self.fine_hist(live, now_sec, seconds);
         Samples {
             seconds: covered,
             requests,
@@ -237,9 +261,9 @@ impl BackendStats {
     /// The `/stats` entry at `now_sec`: the last 10 seconds and the last minute.
     pub fn report(&self, now_sec: u64) -> BackendReport {
         BackendReport {
-            route: self.route.clone(),
-            rule: self.rule.clone(),
-            backend: self.backend.clone(),
+            route: self.route.to_string(),
+            rule: self.rule.to_string(),
+            backend: self.backend.to_string(),
             role: self.role,
             window_10s: self.window(now_sec, 10),
             window_1m: self.window(now_sec, 60),
@@ -249,7 +273,9 @@ impl BackendStats {
 
     /// Whether anything was ever recorded.
     pub fn has_requests(&self) -> bool {
-        self.classes.iter().any(|c| c.load(Relaxed) > 0)
+        self.live
+            .get()
+            .is_some_and(|l| l.classes.iter().any(|c| c.load(Relaxed) > 0))
     }
 
     /// Renders this series set in Prometheus text format (without HELP/TYPE headers).
@@ -262,7 +288,11 @@ impl BackendStats {
             self.role.as_str(),
             esc(&self.backend)
         );
-        for (i, c) in self.classes.iter().enumerate() {
+        // A series without traffic yet is rendered as zeros (its histogram and count), so
+        // rates start from its first scrape.
+        let idle = Live::new();
+        let live = self.live.get().map_or(&idle, |b| &**b);
+        for (i, c) in live.classes.iter().enumerate() {
             let n = c.load(Relaxed);
             if n > 0 {
                 let _ = writeln!(
@@ -273,7 +303,7 @@ impl BackendStats {
             }
         }
         let mut cumulative = 0;
-        for (i, b) in self.hist.iter().enumerate() {
+        for (i, b) in live.hist.iter().enumerate() {
             cumulative += b.load(Relaxed);
             let le = BUCKETS_MS
                 .get(i)
@@ -286,14 +316,14 @@ impl BackendStats {
         let _ = writeln!(
             out,
             "siskin_router_request_duration_seconds_sum{{{labels}}} {}",
-            self.sum_us.load(Relaxed) as f64 / 1e6
+            live.sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(
             out,
             "siskin_router_request_duration_seconds_count{{{labels}}} {cumulative}"
         );
         for k in ErrorKind::ALL {
-            let n = self.errors[k.index()].load(Relaxed);
+            let n = live.errors[k.index()].load(Relaxed);
             if n > 0 {
                 let _ = writeln!(
                     out,
@@ -339,9 +369,13 @@ fn quantile(hist: &[u64; FINE], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
+    fn series(route: &str, rule: &str, backend: &str, role: Role) -> BackendStats {
+        BackendStats::new(route.into(), rule.into(), backend.into(), role)
+    }
+
     #[test]
     fn window_counts_only_recent_seconds() {
-        let s = BackendStats::new("r", "r/0", "b", Role::Primary);
+        let s = series("r", "r/0", "b", Role::Primary);
         for i in 0..10 {
             s.record(1000 + i, 200, None, Duration::from_millis(3));
         }
@@ -359,7 +393,7 @@ mod tests {
 
     #[test]
     fn quantiles_land_in_the_right_bucket() {
-        let s = BackendStats::new("r", "r/0", "b", Role::Primary);
+        let s = series("r", "r/0", "b", Role::Primary);
         for _ in 0..99 {
             s.record(5, 200, None, Duration::from_millis(3));
         }
@@ -373,7 +407,7 @@ mod tests {
 
     #[test]
     fn samples_cover_whole_five_second_slots() {
-        let s = BackendStats::new("r", "r/0", "b", Role::Canary);
+        let s = series("r", "r/0", "b", Role::Canary);
         // Seconds 100..=111: slots starting at 100, 105 and 110.
         for sec in 100..=111 {
             s.record(sec, 200, None, Duration::from_millis(10));
@@ -390,13 +424,13 @@ mod tests {
         // A minute later nothing is left.
         assert_eq!(s.samples(200, 60).requests, 0);
         // Never recorded: empty.
-        let idle = BackendStats::new("r", "r/0", "c", Role::Primary);
+        let idle = series("r", "r/0", "c", Role::Primary);
         assert_eq!(idle.samples(5, 30).requests, 0);
     }
 
     #[test]
     fn renders_prometheus_text() {
-        let s = BackendStats::new(
+        let s = series(
             "shop/checkout",
             "shop/checkout/canary",
             "checkout-canary",

@@ -55,8 +55,9 @@ pub struct Pool {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Protocol spoken to them.
     pub protocol: Protocol,
-    /// The client (with its connection pool) requests to them go through.
-    pub client: UpstreamClient,
+    /// The client (with its connection pool) requests to them go through, shared by every
+    /// backend that uses the same protocol and TLS setting.
+    pub client: Arc<UpstreamClient>,
 }
 
 /// A pooled HTTP client: cleartext (shared by every cleartext backend of a protocol) or TLS
@@ -90,8 +91,8 @@ impl UpstreamClient {
 /// HTTP clients with pooled connections, one per upstream protocol.
 #[derive(Clone)]
 pub struct Clients {
-    http1: Client<HttpConnector, Body>,
-    h2c: Client<HttpConnector, Body>,
+    http1: Arc<UpstreamClient>,
+    h2c: Arc<UpstreamClient>,
     connector: HttpConnector,
 }
 
@@ -221,18 +222,18 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector.clone());
         Clients {
-            http1,
-            h2c,
+            http1: Arc::new(UpstreamClient::Plain(http1)),
+            h2c: Arc::new(UpstreamClient::Plain(h2c)),
             connector,
         }
     }
 
     /// The cleartext client for a protocol.
-    pub fn for_protocol(&self, p: Protocol) -> UpstreamClient {
-        UpstreamClient::Plain(match p {
+    pub fn for_protocol(&self, p: Protocol) -> Arc<UpstreamClient> {
+        match p {
             Protocol::Http1 => self.http1.clone(),
             Protocol::H2c => self.h2c.clone(),
-        })
+        }
     }
 
     /// A TLS client for a backend: SNI and verification by `tls.hostname`, trusting the CAs

@@ -1,6 +1,9 @@
 //! Compiling a [`Config`] once per version into a lookup [`Table`].
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use http::{HeaderName, Method};
 use regex::Regex;
@@ -46,14 +49,13 @@ pub enum CompileError {
 #[derive(Debug)]
 pub struct CompiledRule {
     /// `route/rule` label used in metrics and stats (the rule's name, or its index).
-    pub label: String,
-    /// Name of the route.
-    pub route: String,
-    /// Rule name, if any.
-    pub name: Option<String>,
+    pub label: Arc<str>,
+    /// Name of the route (shared by its rules and their statistics).
+    pub route: Arc<str>,
     pub(crate) matches: Vec<CompiledMatch>,
-    /// Backends: index into [`Table::backends`], weight, session cookie.
-    pub backends: Vec<(usize, u32, Option<SessionCookie>)>,
+    /// Backends: index into [`Table::backends`], weight, session cookie (boxed: most backends
+    /// have none, and inline it would triple every entry).
+    pub backends: Vec<(usize, u32, Option<Box<SessionCookie>>)>,
     pub(crate) total_weight: u64,
     /// Filters other than mirrors, in order; header modifiers parsed once here.
     pub filters: Vec<RuleFilter>,
@@ -61,8 +63,8 @@ pub struct CompiledRule {
     pub mirror: Option<(usize, u8)>,
     /// Timeouts.
     pub timeouts: Timeouts,
-    /// Retry policy.
-    pub retry: Option<Retry>,
+    /// Retry policy (boxed: most rules have none).
+    pub retry: Option<Box<Retry>>,
     /// Cookies (`name=value`) to expire on sight.
     pub expire_cookies: Vec<(String, String)>,
 }
@@ -162,8 +164,10 @@ pub struct Table {
     pub(crate) hosts: HostIndex,
     /// Backends, by index.
     pub backends: Vec<Backend>,
-    /// The configuration this table was built from.
-    pub config: Config,
+    /// The configuration this table was built from, as JSON (what the router's `/config`
+    /// serves). Text rather than the parsed [`Config`]: the compiled rules already hold what a
+    /// request needs, and a second parsed copy cost more than the table itself.
+    pub config_json: String,
 }
 
 // === impl Table ===
@@ -227,9 +231,10 @@ impl Table {
                 });
             }
             let first = rules.len();
+            let route_name: Arc<str> = Arc::from(route.name.as_str());
             for (ki, rule) in route.rules.iter().enumerate() {
                 let at = format!("routes[{ri}].rules[{ki}]");
-                rules.push(compile_rule(&route.name, ki, rule, &at, &backend_index)?);
+                rules.push(compile_rule(&route_name, ki, rule, &at, &backend_index)?);
             }
             let ids: Vec<usize> = (first..rules.len()).collect();
             if route.hostnames.is_empty() {
@@ -253,11 +258,28 @@ impl Table {
                 }
             }
         }
+        let config_json = serde_json::to_string(&config).map_err(|e| {
+            invalid(
+                "config",
+                format!("cannot be written as JSON for /config: {e}"),
+            )
+        })?;
+        rules.shrink_to_fit();
+        for ids in hosts.exact.values_mut().chain(hosts.wildcard.values_mut()) {
+            ids.shrink_to_fit();
+        }
+        hosts.exact.shrink_to_fit();
+        hosts.wildcard.shrink_to_fit();
+        let mut backends = config.backends;
+        for b in &mut backends {
+            b.endpoints.shrink_to_fit();
+        }
+        backends.shrink_to_fit();
         Ok(Table {
             rules,
             hosts,
-            backends: config.backends.clone(),
-            config,
+            backends,
+            config_json,
         })
     }
 
@@ -275,7 +297,7 @@ fn invalid(at: &str, message: String) -> CompileError {
 }
 
 fn compile_rule(
-    route: &str,
+    route: &Arc<str>,
     index: usize,
     rule: &crate::Rule,
     at: &str,
@@ -290,12 +312,14 @@ fn compile_rule(
                 name: name.to_string(),
             })
     };
-    let mut refs = Vec::new();
+    // Vectors are sized exactly: a table lives as long as its configuration, and a vector
+    // grown by push holds room for four.
+    let mut refs = Vec::with_capacity(rule.backend_refs.len());
     for (i, b) in rule.backend_refs.iter().enumerate() {
         refs.push((
             lookup(&b.name, format!("{at}.backendRefs[{i}]"))?,
             b.weight,
-            b.session_cookie.clone(),
+            b.session_cookie.clone().map(Box::new),
         ));
     }
     let mut mirror = None;
@@ -327,7 +351,7 @@ fn compile_rule(
             other => filters.push(RuleFilter::Other(other.clone())),
         }
     }
-    let mut matches = Vec::new();
+    let mut matches = Vec::with_capacity(rule.matches.len().max(1));
     for (i, m) in rule.matches.iter().enumerate() {
         matches.push(compile_match(m, &format!("{at}.matches[{i}]"))?);
     }
@@ -340,6 +364,7 @@ fn compile_rule(
             method: None,
         });
     }
+    filters.shrink_to_fit();
     let expire_cookies = rule
         .expire_cookies
         .iter()
@@ -349,19 +374,18 @@ fn compile_rule(
         })
         .collect();
     Ok(CompiledRule {
-        label: format!(
+        label: Arc::from(format!(
             "{route}/{}",
             rule.name.clone().unwrap_or_else(|| index.to_string())
-        ),
-        route: route.to_string(),
-        name: rule.name.clone(),
+        )),
+        route: route.clone(),
         total_weight: refs.iter().map(|(_, w, _)| u64::from(*w)).sum(),
         backends: refs,
         matches,
         filters,
         mirror,
         timeouts: rule.timeouts.clone().unwrap_or_default(),
-        retry: rule.retry.clone(),
+        retry: rule.retry.clone().map(Box::new),
         expire_cookies,
     })
 }
@@ -404,12 +428,12 @@ fn compile_match(m: &crate::Match, at: &str) -> Result<CompiledMatch, CompileErr
             }
         }
     };
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(m.headers.len());
     for (i, h) in m.headers.iter().enumerate() {
         let p = format!("{at}.headers[{i}]");
         headers.push((header_name(&h.name, &p)?, value_cond(h, &p)?));
     }
-    let mut query = Vec::new();
+    let mut query = Vec::with_capacity(m.query_params.len());
     for (i, q) in m.query_params.iter().enumerate() {
         query.push((
             q.name.clone(),

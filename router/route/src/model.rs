@@ -354,8 +354,9 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// Speak TLS to the endpoints (Gateway API `BackendTLSPolicy`); cleartext when absent.
+    /// (Boxed: most backends have none, and inline it would double every backend's size.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<BackendTls>,
+    pub tls: Option<Box<BackendTls>>,
 }
 
 /// TLS to a backend's endpoints: the name to ask for and verify, and whom to trust. Exactly

@@ -56,7 +56,7 @@ fn label(
             0,
         )
         .unwrap();
-    s.rule.label.clone()
+    s.rule.label.to_string()
 }
 
 #[test]
@@ -259,7 +259,7 @@ proptest! {
             .filter(|(_, p)| path == **p || path.starts_with(&format!("{p}/")))
             .max_by_key(|(i, p)| (p.len(), std::cmp::Reverse(*i)))
             .map(|(i, _)| format!("t/r{i}"));
-        let got = t.select(&Method::GET, None, &path, None, &HeaderMap::new(), 0).map(|s| s.rule.label.clone());
+        let got = t.select(&Method::GET, None, &path, None, &HeaderMap::new(), 0).map(|s| s.rule.label.to_string());
         prop_assert_eq!(got, expected);
     }
 }
