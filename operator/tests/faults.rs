@@ -101,18 +101,38 @@ async fn release_through(prefix: &str, outage: bool, fault: impl AsyncFnOnce(&Co
         .into_iter()
         .find(|(_, reason, _)| reason == "APIServerUnavailable");
     eprintln!("[faults] {prefix}: condition {told:?}; event {event:?}");
-    // Not asserted yet: the restart in this test left no APIServerReachable condition
-    // (2026-12-03), so whether reconciles see the outage is still to be found out.
-    let _ = outage;
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reconcile failed"))
+        .collect();
+    eprintln!(
+        "[faults] {prefix}: {} failed reconciles; first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    if outage {
+        // The outage spanned a step, so a reconcile failed on it; the first one through tells.
+        assert!(!failures.is_empty(), "no reconcile saw the outage:\n{log}");
+        let (kind, _, message) = event.expect("a Warning event APIServerUnavailable");
+        assert_eq!(kind, "Warning", "{message}");
+        assert!(
+            message.contains("could not be reached") && message.contains("resumed"),
+            "{message}"
+        );
+        let told = told.expect("condition APIServerReachable on the status");
+        assert_eq!(told["status"], "True", "{told:#}");
+        assert_eq!(told["reason"], "Recovered", "{told:#}");
+    }
 }
 
-/// kube-apiserver killed mid-step and started again 5 s later: the operator's watches and
-/// status writes fail meanwhile, then it carries on from the status it wrote.
+/// kube-apiserver killed mid-step and started again 12 s later (longer than a step, 10 s here,
+/// so a reconcile meets the outage): the operator's watches and that step fail meanwhile, then
+/// it carries on from the status it wrote and tells the outage on the Canary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_restarted_mid_rollout() {
     release_through("fault-apiserver", true, async |plane| {
         plane
-            .restart_apiserver(Duration::from_secs(5))
+            .restart_apiserver(Duration::from_secs(12))
             .await
             .unwrap();
     })

@@ -5,8 +5,14 @@
 #   router/bench/run.sh [--quick] [--write]     --write updates docs/benchmarks.md
 #
 # Layout (2 cores): upstream nginx and the proxy under test share CPU 0, the load generator
-# runs on CPU 1. Throughput: wrk -t1 -c64 -d10s (closed loop). Latency: oha at a fixed rate
-# with coordinated-omission correction. CPU per request from /proc/<pid>/stat.
+# runs on CPU 1. Throughput: wrk -t1 -c64 (HTTP/1.1) and h2load (HTTP/2), closed loop, in
+# cleartext and with TLS from the client. Latency: oha at a fixed rate with coordinated-omission
+# correction. CPU per request from /proc/<pid>/stat. Targets are interleaved within each rep.
+#
+# The siskin side has its features armed as a user's table would: the benchmarked route splits
+# 90/10, carries a retry policy (503, one more attempt) and request and backend timeouts, and
+# sits among 99 other routes with host names and header matches; statistics and metrics are
+# always on. nginx's proxy has its defaults armed likewise (proxy_next_upstream, timeouts).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -15,8 +21,8 @@ for a in "$@"; do case "$a" in --quick) QUICK=1 ;; --write) WRITE=1 ;; esac; don
 REPS=3; DUR=10; RATE=2000; [ "$QUICK" = 1 ] && { REPS=1; DUR=5; }
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need taskset; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux >/dev/null
+if ! need nginx || ! need wrk || ! need taskset || ! need h2load || ! need openssl; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux nghttp2-client openssl >/dev/null
 fi
 need oha || cargo install oha --locked
 cargo build --release --locked -p siskin-router >/dev/null
@@ -26,6 +32,9 @@ RUN=$(mktemp -d /tmp/siskin-bench.XXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
 trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
 
 cat >"$RUN/upstream.conf" <<NGX
 worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
@@ -42,37 +51,64 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
   upstream up_a { server 127.0.0.1:18081; keepalive 128; keepalive_requests 1000000; }
   upstream up_b { server 127.0.0.1:18082; keepalive 128; keepalive_requests 1000000; }
   split_clients "\${request_id}" \$split_backend { 90% up_a; * up_b; }
-  server { listen 127.0.0.1:18083 backlog=4096; location / { proxy_pass http://\$split_backend; } } }
+  server { listen 127.0.0.1:18083 backlog=4096; listen 127.0.0.1:18084 http2 backlog=4096;
+    listen 127.0.0.1:18443 ssl http2 backlog=4096;
+    ssl_certificate $RUN/cert.pem; ssl_certificate_key $RUN/key.pem;
+    location / { proxy_pass http://\$split_backend; } } }
 NGX
-cat >"$RUN/router.yaml" <<YAML
-routes:
+{
+  echo "routes:"
+  for i in $(seq 99); do
+    echo "- name: bench/host-$i"
+    echo "  hostnames: [svc-$i.example]"
+    echo "  rules:"
+    echo "  - matches: [{path: {value: /api}, headers: [{name: x-canary, value: insider}]}]"
+    echo "    backendRefs: [{name: b}]"
+    echo "  - backendRefs: [{name: a}]"
+  done
+  cat <<YAML
 - name: bench/split
   rules:
   - backendRefs: [{name: a, weight: 90}, {name: b, weight: 10}]
+    retry: {attempts: 1, codes: [503]}
+    timeouts: {request: 15s, backendRequest: 10s}
 backends:
 - {name: a, role: primary, endpoints: ["127.0.0.1:18081"]}
 - {name: b, role: canary, endpoints: ["127.0.0.1:18082"]}
 YAML
+} >"$RUN/router.yaml"
 
 taskset -c 0 nginx -c "$RUN/upstream.conf" & PIDS+=($!)
 taskset -c 0 nginx -c "$RUN/proxy.conf" & PIDS+=($!)
-taskset -c 0 "$ROUTER" --config "$RUN/router.yaml" --listen 127.0.0.1:18100 --admin-addr 127.0.0.1:18101 --workers 1 >"$RUN/router.log" 2>&1 & PIDS+=($!)
+taskset -c 0 "$ROUTER" --config "$RUN/router.yaml" --listen 127.0.0.1:18100 --admin-addr 127.0.0.1:18101 --workers 1 \
+  --tls-listen 127.0.0.1:18543 --tls-certificate "$RUN/cert.pem,$RUN/key.pem" >"$RUN/router.log" 2>&1 & PIDS+=($!)
 ROUTER_PID=$!
 sleep 1.5
 NGINX_WORKER=$(pgrep -P "$(cat "$RUN/proxy.pid")" | head -1)
 
 declare -A URL=([direct]=http://127.0.0.1:18081/ [nginx]=http://127.0.0.1:18083/ [siskin]=http://127.0.0.1:18100/)
+declare -A H2C=([direct]="" [nginx]=http://127.0.0.1:18084/ [siskin]=http://127.0.0.1:18100/)
+declare -A TLS=([nginx]=https://127.0.0.1:18443/ [siskin]=https://127.0.0.1:18543/)
 declare -A PID=([direct]="" [nginx]=$NGINX_WORKER [siskin]=$ROUTER_PID)
 for t in nginx siskin; do
   split=$(for i in $(seq 200); do curl -s "${URL[$t]}"; done | sort | uniq -c | tr '\n' ' ')
   echo "split check $t: $split"
+  curl -sf --http2-prior-knowledge "${H2C[$t]}" >/dev/null || { echo "$t: no h2c answer"; exit 1; }
+  curl -sfk --http2 "${TLS[$t]}" >/dev/null || { echo "$t: no TLS answer"; exit 1; }
 done
 
 cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
 TCK=$(getconf CLK_TCK)
-declare -A RPS CPU P50 P99 P999
-for t in direct nginx siskin; do RPS[$t]=""; CPU[$t]=""; P50[$t]=""; P99[$t]=""; P999[$t]=""; done
+per_req() { awk -v d="$1" -v n="$2" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6/n}'; }
+declare -A RPS CPU P50 P99 P999 H2RPS H2CPU H2MEAN TLSRPS TLSCPU TH2RPS TH2CPU
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# h2load's summary: requests/s from "finished in", requests done, mean request time (µs).
+h2run() { # url
+  taskset -c 1 h2load -t1 -c16 -m10 -D "$DUR" --warm-up-time=1 "$1" 2>/dev/null
+}
+h2rps() { awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}'; }
+h2done() { awk '/^requests:/ {for (i=2;i<=NF;i++) if ($i == "done,") print $(i-1)}'; }
+h2mean() { awk '/^time for request:/ {v=$6; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1e6}; print v}'; }
 
 for rep in $(seq "$REPS"); do
   for t in direct nginx siskin; do
@@ -80,29 +116,43 @@ for rep in $(seq "$REPS"); do
     c0=$(cpu_ticks "${PID[$t]}")
     out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${URL[$t]}")
     c1=$(cpu_ticks "${PID[$t]}")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    RPS[$t]+="$rps "
-    if [ "$t" != direct ]; then CPU[$t]+="$(awk -v d=$((c1-c0)) -v n="$reqs" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6/n}') "; fi
+    RPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
+    [ "$t" != direct ] && CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | awk '/requests in/ {print $1}')") "
     js=$(taskset -c 1 oha -z "${DUR}s" -c 16 -q "$RATE" --latency-correction --no-tui --output-format json "${URL[$t]}")
     P50[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p50"]*1e6)') "
     P99[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99"]*1e6)') "
     P999[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99.9"]*1e6)') "
+    [ "$t" = direct ] && continue
+    # HTTP/2 from the client (h2c), HTTP/1.1 to the upstream.
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${H2C[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    H2RPS[$t]+="$(echo "$out" | h2rps) "; H2MEAN[$t]+="$(echo "$out" | h2mean) "
+    H2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | h2done)") "
+    # TLS from the client: HTTP/1.1 (wrk, keep-alive) and HTTP/2 (h2load, ALPN h2).
+    taskset -c 1 wrk -t1 -c64 -d2s "${TLS[$t]}" >/dev/null 2>&1
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    TLSRPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
+    TLSCPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | awk '/requests in/ {print $1}')") "
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    TH2RPS[$t]+="$(echo "$out" | h2rps) "
+    TH2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | h2done)") "
   done
 done
 
 # Weight changes under load: 0 -> 100 % in 5 % steps and back, every 100 ms, at a fixed rate.
 ( for i in $(seq 0 40); do w=$(( i <= 20 ? i*5 : (40-i)*5 ));
-    sed "s/weight: 90/weight: $((100-w))/; s/weight: 10}/weight: $w}/" "$RUN/router.yaml" > "$RUN/router.tmp" && mv "$RUN/router.tmp" "$RUN/router.yaml"
+    sed "s/{name: a, weight: [0-9]*}, {name: b, weight: [0-9]*}/{name: a, weight: $((100-w))}, {name: b, weight: $w}/" "$RUN/router.yaml" > "$RUN/router.tmp" && mv "$RUN/router.tmp" "$RUN/router.yaml"
     sleep 0.1; done ) &
 CHG=$(taskset -c 1 oha -z 5s -c 16 -q "$RATE" --no-tui --output-format json "${URL[siskin]}")
 wait $!
 CODES=$(echo "$CHG" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("status codes", json.dumps(d.get("statusCodeDistribution", {})) + ", client-side errors", json.dumps(d.get("errorDistribution", {})))')
 GENS=$(curl -s 127.0.0.1:18101/metrics | awk '/^siskin_router_config_generation/ {print $2}')
 
-# Memory: idle RSS with 1 route and with 1,000 routes (each with its own backends).
+# Memory: RSS with 1 route, and with 1,000 routes (each with its own backends) idle and after
+# every route served one request.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-RSS1=$(rss "$ROUTER_PID")
+printf 'routes:\n- name: one/route\n  rules:\n  - backendRefs: [{name: a}]\nbackends:\n- {name: a, endpoints: ["127.0.0.1:18081"]}\n' >"$RUN/one.yaml"
+"$ROUTER" --config "$RUN/one.yaml" --listen 127.0.0.1:18120 --admin-addr 127.0.0.1:18121 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
+ONE=$!; sleep 2; curl -s -o /dev/null http://127.0.0.1:18120/; RSS1=$(rss "$ONE")
 python3 - "$RUN/many.yaml" <<'PY'
 import sys
 routes, backends = [], []
@@ -113,6 +163,7 @@ open(sys.argv[1], "w").write("routes:\n" + "".join(routes) + "backends:\n" + "".
 PY
 "$ROUTER" --config "$RUN/many.yaml" --listen 127.0.0.1:18110 --admin-addr 127.0.0.1:18111 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
 MANY=$!; sleep 2
+RSS1000_IDLE=$(rss "$MANY")
 for i in $(seq 0 999); do curl -s -o /dev/null -H "Host: svc-$i.example" http://127.0.0.1:18110/ ; done
 RSS1000=$(rss "$MANY")
 
@@ -122,6 +173,8 @@ MACHINE="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 {
 echo "Machine: $MACHINE. Command: \`router/bench/run.sh$( [ "$QUICK" = 1 ] && echo ' --quick')\` ($(date -u +%Y-%m-%d)), $REPS rep(s), medians."
 echo
+echo "HTTP/1.1, cleartext:"
+echo
 echo "| target | throughput rps (wrk -t1 -c64 -d${DUR}s) | proxy CPU µs/req | p50 µs @ ${RATE} rps | p99 µs | p99.9 µs | added p99 vs direct |"
 echo "|---|---|---|---|---|---|---|"
 for t in direct nginx siskin; do
@@ -130,10 +183,21 @@ for t in direct nginx siskin; do
   printf '| %s | %.0f | %s | %.0f | %.0f | %.0f | %s |\n' "$t" "$r" "$c" "$(m "${P50[$t]}")" "$p99" "$(m "${P999[$t]}")" "$( [ "$t" = direct ] && echo "–" || echo "$added")"
 done
 echo
-echo "- siskin / nginx throughput: **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**; CPU per request: **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
+echo "HTTP/2 and TLS from the client (HTTP/1.1 to the upstream in every case):"
+echo
+echo "| target | h2c rps (h2load -c16 -m10) | h2c CPU µs/req | h2c mean µs | TLS HTTP/1.1 rps (wrk -c64) | TLS HTTP/1.1 CPU µs/req | TLS h2 rps (h2load -c16 -m10) | TLS h2 CPU µs/req |"
+echo "|---|---|---|---|---|---|---|---|"
+for t in nginx siskin; do
+  printf '| %s | %.0f | %s | %.0f | %.0f | %s | %.0f | %s |\n' "$t" "$(m "${H2RPS[$t]}")" "$(m "${H2CPU[$t]}")" "$(m "${H2MEAN[$t]}")" \
+    "$(m "${TLSRPS[$t]}")" "$(m "${TLSCPU[$t]}")" "$(m "${TH2RPS[$t]}")" "$(m "${TH2CPU[$t]}")"
+done
+echo
+echo "- siskin / nginx, HTTP/1.1: throughput **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
+echo "- siskin / nginx, h2c: throughput **$(ratio "$(m "${H2RPS[siskin]}")" "$(m "${H2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${H2CPU[siskin]}")" "$(m "${H2CPU[nginx]}")")x**"
+echo "- siskin / nginx, TLS HTTP/1.1: throughput **$(ratio "$(m "${TLSRPS[siskin]}")" "$(m "${TLSRPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TLSCPU[siskin]}")" "$(m "${TLSCPU[nginx]}")")x**; TLS h2: throughput **$(ratio "$(m "${TH2RPS[siskin]}")" "$(m "${TH2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TH2CPU[siskin]}")" "$(m "${TH2CPU[nginx]}")")x**"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
-echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as "aborted due to deadline")"
-echo "- RSS idle, 1 route: $((RSS1/1024)) MiB; 1,000 routes (2,000 backends, every route hit once): $((RSS1000/1024)) MiB → $(( (RSS1000-RSS1) ))/1000 KiB ≈ $(awk -v a="$RSS1000" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB per 1,000 routes"
+echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as \"aborted due to deadline\")"
+echo "- RSS, 1 route: $((RSS1/1024)) MiB; 1,000 routes (2,000 backends): $((RSS1000_IDLE/1024)) MiB idle, $((RSS1000/1024)) MiB after every route served one request → $(awk -v a="$RSS1000_IDLE" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB idle and $(awk -v a="$RSS1000" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB used per 1,000 routes"
 } | tee "$RUN/result.md"
 
 if [ "$WRITE" = 1 ]; then

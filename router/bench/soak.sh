@@ -77,6 +77,7 @@ JS=$(taskset -c 1 oha -z "${SECS}s" -c 32 -q "$RATE" --no-tui --output-format js
 wait "$CHANGER"
 GENS=$(curl -s 127.0.0.1:18201/metrics | awk '/^siskin_router_config_generation/ {print $2}')
 RSS_END=$(rss)
+echo "$JS" >/tmp/siskin-soak-oha.json   # kept for a second look
 SUMMARY=$(echo "$JS" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -85,7 +86,8 @@ errors = d.get("errorDistribution", {})
 total = sum(codes.values())
 bad = sum(n for c, n in codes.items() if not c.startswith("2"))
 lat = d["latencyPercentiles"]
-print(f"{total} answers: status codes {json.dumps(codes)}, non-2xx {bad}; client-side errors {json.dumps(errors)}; p50 {lat[\"p50\"]*1e3:.2f} ms, p99 {lat[\"p99\"]*1e3:.2f} ms")
+p50, p99 = lat["p50"] * 1e3, lat["p99"] * 1e3
+print(f"{total} answers: status codes {json.dumps(codes)}, non-2xx {bad}; client-side errors {json.dumps(errors)}; p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 ')
 RSS_LINE=$(awk -v first="$RSS0" -v last="$RSS_END" '{a[NR]=$2; if (min==""||$2<min) min=$2; if ($2>max) max=$2} END {printf "RSS %d KiB at the start, %d KiB at the end; between %d and %d KiB over %d samples", first, last, min, max, NR}' "$RUN/rss.txt")
 {
@@ -94,6 +96,7 @@ echo
 echo "- $SUMMARY"
 echo "- configuration generations: $GENS (one per weight change, plus the first)"
 echo "- $RSS_LINE"
+echo "- RSS samples, KiB every 30 s: $(awk '{print $2}' "$RUN/rss.txt" | tr '\n' ' ' | sed 's/ $//')"
 } | tee "$RUN/result.md"
 
 if [ "$WRITE" = 1 ]; then

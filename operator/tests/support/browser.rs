@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
+    os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -22,9 +23,36 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the WebDriver session, so chromedriver closes Chromium, then kills what is left of
+    /// chromedriver's process group (Chromium's helpers included): a SIGKILL to chromedriver
+    /// alone would leave Chromium running after the test.
     fn drop(&mut self) {
+        if let Some(rest) = self.base.strip_prefix("http://") {
+            if let Some((addr, path)) = rest.split_once('/') {
+                delete_session(addr, &format!("/{path}"));
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE path` to chromedriver over a plain socket (Drop cannot await), bounded to 5 s.
+fn delete_session(addr: &str, path: &str) {
+    use std::io::{Read, Write};
+    let Ok(sock) = addr.parse() else { return };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_ok() {
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
     }
 }
 
@@ -42,7 +70,9 @@ impl Browser {
             "{driver_bin} and {chromium} are needed: apt-get install chromium chromium-driver (scripts/test-all.sh does)"
         );
         let port = free_port();
+        // Its own process group, so Drop can end Chromium's processes with it.
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
