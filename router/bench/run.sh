@@ -152,7 +152,7 @@ GENS=$(curl -s 127.0.0.1:18101/metrics | awk '/^siskin_router_config_generation/
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 printf 'routes:\n- name: one/route\n  rules:\n  - backendRefs: [{name: a}]\nbackends:\n- {name: a, endpoints: ["127.0.0.1:18081"]}\n' >"$RUN/one.yaml"
 "$ROUTER" --config "$RUN/one.yaml" --listen 127.0.0.1:18120 --admin-addr 127.0.0.1:18121 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
-ONE=$!; sleep 2; curl -s -o /dev/null http://127.0.0.1:18120/; RSS1=$(rss "$ONE")
+ONE=$!; sleep 2; RSS1_IDLE=$(rss "$ONE"); curl -s -o /dev/null http://127.0.0.1:18120/; RSS1=$(rss "$ONE")
 python3 - "$RUN/many.yaml" <<'PY'
 import sys
 routes, backends = [], []
@@ -197,7 +197,8 @@ echo "- siskin / nginx, h2c: throughput **$(ratio "$(m "${H2RPS[siskin]}")" "$(m
 echo "- siskin / nginx, TLS HTTP/1.1: throughput **$(ratio "$(m "${TLSRPS[siskin]}")" "$(m "${TLSRPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TLSCPU[siskin]}")" "$(m "${TLSCPU[nginx]}")")x**; TLS h2: throughput **$(ratio "$(m "${TH2RPS[siskin]}")" "$(m "${TH2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TH2CPU[siskin]}")" "$(m "${TH2CPU[nginx]}")")x**"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
 echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as \"aborted due to deadline\")"
-echo "- RSS, 1 route: $((RSS1/1024)) MiB; 1,000 routes (2,000 backends): $((RSS1000_IDLE/1024)) MiB idle, $((RSS1000/1024)) MiB after every route served one request → $(awk -v a="$RSS1000_IDLE" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB idle and $(awk -v a="$RSS1000" -v b="$RSS1" 'BEGIN {printf "%.1f", (a-b)/1024}') MiB used per 1,000 routes"
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
+echo "- RSS, 1 route: $(mib "$RSS1_IDLE") MiB idle, $(mib "$RSS1") MiB after a request; 1,000 routes (2,000 backends): $(mib "$RSS1000_IDLE") MiB idle, $(mib "$RSS1000") MiB after every route served one request → $(mib $((RSS1000_IDLE - RSS1_IDLE))) MiB per 1,000 routes idle (idle against idle) and $(mib $((RSS1000 - RSS1))) MiB used (used against used)"
 } | tee "$RUN/result.md"
 
 if [ "$WRITE" = 1 ]; then
