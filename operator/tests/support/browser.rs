@@ -49,7 +49,9 @@ fn delete_session(addr: &str, path: &str) {
         return;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let req = format!("DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     if s.write_all(req.as_bytes()).is_ok() {
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
