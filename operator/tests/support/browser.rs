@@ -27,10 +27,10 @@ impl Drop for Browser {
     /// chromedriver's process group (Chromium's helpers included): a SIGKILL to chromedriver
     /// alone would leave Chromium running after the test.
     fn drop(&mut self) {
-        if let Some(rest) = self.base.strip_prefix("http://") {
-            if let Some((addr, path)) = rest.split_once('/') {
-                delete_session(addr, &format!("/{path}"));
-            }
+        if let Some(rest) = self.base.strip_prefix("http://")
+            && let Some((addr, path)) = rest.split_once('/')
+        {
+            delete_session(addr, &format!("/{path}"));
         }
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.driver.id())])
