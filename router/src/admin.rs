@@ -52,7 +52,7 @@ fn now_sec() -> u64 {
 }
 
 /// [`siskin_route::ConfigReport`] as written: the configuration goes out as the JSON text
-/// the table kept of it.
+/// the table kept of it (compressed, expanded here).
 #[derive(serde::Serialize)]
 struct ConfigReportOut<'a> {
     generation: u64,
@@ -67,8 +67,12 @@ async fn config(State(shared): State<Arc<Shared>>) -> Result<impl IntoResponse, 
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    let config: &serde_json::value::RawValue = serde_json::from_str(&state.table.config_json)
+    let json = state
+        .table
+        .config_json()
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let config: &serde_json::value::RawValue =
+        serde_json::from_str(&json).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     let body = serde_json::to_string(&ConfigReportOut {
         generation: state.generation,
         status,
@@ -118,7 +122,7 @@ async fn stats(
     };
     Ok(Json(StatsReport {
         generation: state.generation,
-        backends: state.stats.iter().flatten().map(|s| report(s)).collect(),
+        backends: state.all_series().iter().map(|s| report(s)).collect(),
         unrouted: report(&state.unrouted),
     }))
 }
@@ -134,7 +138,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     out.push_str("# HELP siskin_router_requests_total Requests answered, by route, rule, backend role, backend and status class.\n# TYPE siskin_router_requests_total counter\n");
     out.push_str("# HELP siskin_router_request_duration_seconds Time to the response head, by route, rule and backend.\n# TYPE siskin_router_request_duration_seconds histogram\n");
     out.push_str("# HELP siskin_router_errors_total Requests the router failed, by error kind.\n# TYPE siskin_router_errors_total counter\n");
-    for s in state.stats.iter().flatten() {
+    for s in state.all_series() {
         s.render(&mut out);
     }
     if state.unrouted.has_requests() {

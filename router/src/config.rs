@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use siskin_route::{Config, Table};
+use siskin_route::Table;
 
 /// Reads and compiles a configuration file. Errors name the file and the field.
 pub fn load(path: &Path) -> Result<Table, String> {
@@ -14,9 +14,9 @@ pub fn load(path: &Path) -> Result<Table, String> {
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Parses and compiles configuration text.
+/// Parses and compiles configuration text, a route at a time ([`Table::from_yaml`]).
 pub fn parse(text: &str) -> Result<Table, String> {
-    Table::compile(Config::from_yaml(text)?).map_err(|e| e.to_string())
+    Table::from_yaml(text)
 }
 
 /// A cheap fingerprint of a file: modification time and length.

@@ -606,7 +606,7 @@ fn translate_rule(
                 }
             };
             Backend {
-                name: key.clone(),
+                name: key.as_str().into(),
                 endpoints,
                 protocol: protocol(bns, name, port, services),
                 role: Some(Role::of_service(name)),

@@ -138,14 +138,16 @@ pub async fn handle(
         sel.matched_prefix,
         req,
     );
-    let result = match rule.timeouts.request {
+    let result = match rule.policy().timeouts.request {
         Some(t) => tokio::time::timeout(t.0, work)
             .await
             .unwrap_or(Err(ErrorKind::RequestTimeout)),
         None => work.await,
     };
     let (sec, _) = now_secs();
-    let series = sel.backend.and_then(|b| state.stats[sel.rule_index].get(b));
+    let series = sel
+        .backend
+        .and_then(|b| state.rule_series(sel.rule_index).get(b));
     let response = match result {
         Ok(resp) => {
             if let Some(s) = series {
@@ -206,7 +208,7 @@ async fn forward(
     matched_prefix: Option<&str>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, ErrorKind> {
-    for f in &rule.filters {
+    for f in &rule.policy().filters {
         if let RuleFilter::Other(Filter::RequestRedirect { redirect }) = f {
             return Ok(redirect_response(redirect, &req, matched_prefix));
         }
@@ -218,7 +220,7 @@ async fn forward(
     let pool = &state.pools[*backend_index];
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     // Only rules that expire old session cookies need to look at the request's cookies later.
-    let request_cookies: Vec<String> = if rule.expire_cookies.is_empty() {
+    let request_cookies: Vec<String> = if rule.policy().expire_cookies.is_empty() {
         Vec::new()
     } else {
         req.headers()
@@ -240,14 +242,16 @@ async fn forward(
         return Err(ErrorKind::BodyTooLarge);
     }
     let mirror = rule
+        .policy()
         .mirror
         .filter(|(_, pct)| u64::from(rand32() % 100) < u64::from(*pct));
     let bound = rule
+        .policy()
         .retry
         .as_ref()
         .and_then(|r| r.max_body_bytes)
         .unwrap_or(DEFAULT_BUFFER_BYTES);
-    let wants_buffer = rule.retry.is_some() || mirror.is_some();
+    let wants_buffer = rule.policy().retry.is_some() || mirror.is_some();
     let small = incoming.is_end_stream() || length.is_some_and(|l| l <= u64::from(bound));
     let mut body = if wants_buffer && small && client_upgrade.is_none() {
         let limited = Limited::new(incoming, bound as usize);
@@ -262,7 +266,7 @@ async fn forward(
         spawn_mirror(state, mirror_backend, &parts, bytes.clone());
     }
 
-    let retry = rule.retry.as_deref().filter(|_| body.replayable());
+    let retry = rule.policy().retry.as_ref().filter(|_| body.replayable());
     let attempts = 1 + retry.map_or(0, |r| u32::from(r.attempts));
     let idempotent = matches!(
         parts.method,
@@ -299,7 +303,7 @@ async fn forward(
         let _inflight = endpoint.start();
         let t0 = Instant::now();
         let sent = client.request(upstream);
-        let outcome = match rule.timeouts.backend_request {
+        let outcome = match rule.policy().timeouts.backend_request {
             Some(t) => tokio::time::timeout(t.0, sent)
                 .await
                 .map_err(|_| ErrorKind::BackendTimeout),
@@ -532,7 +536,7 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
 }
 
 fn apply_request_filters(rule: &CompiledRule, parts: &mut Parts, matched_prefix: Option<&str>) {
-    for f in &rule.filters {
+    for f in &rule.policy().filters {
         match f {
             RuleFilter::RequestHeaders(edit) => edit.apply(&mut parts.headers),
             RuleFilter::Other(Filter::UrlRewrite { rewrite }) => {
@@ -581,7 +585,7 @@ fn rewrite_path(path: &str, m: &PathModifier, matched_prefix: Option<&str>) -> S
 }
 
 fn apply_response_filters(rule: &CompiledRule, headers: &mut HeaderMap) {
-    for f in &rule.filters {
+    for f in &rule.policy().filters {
         if let RuleFilter::ResponseHeaders(edit) = f {
             edit.apply(headers);
         }
@@ -602,7 +606,7 @@ fn session_cookies(
     {
         headers.append(SET_COOKIE, v);
     }
-    for (name, value) in &rule.expire_cookies {
+    for (name, value) in &rule.policy().expire_cookies {
         let carried = request_cookies.iter().flat_map(|h| h.split(';')).any(|p| {
             p.trim()
                 .split_once('=')

@@ -176,7 +176,7 @@ impl Router {
         .map(Arc::new);
         let registry = Registry::default();
         let clients = Clients::new(options.connect_timeout);
-        let state = registry.build(table, 1, &clients)?;
+        let state = registry.build(table, 1, &clients, None)?;
         let status = siskin_route::ConfigStatus {
             path,
             generation: 1,
@@ -522,7 +522,12 @@ fn install(shared: &Shared, loaded: Result<siskin_route::Table, String>) {
     match loaded {
         Ok(table) => {
             let generation = status.generation + 1;
-            let state = match shared.registry.build(table, generation, &shared.clients) {
+            let previous = shared.state.load_full();
+            let built = shared
+                .registry
+                .build(table, generation, &shared.clients, Some(&previous));
+            drop(previous);
+            let state = match built {
                 Ok(state) => state,
                 Err(e) => {
                     status.errors_total += 1;

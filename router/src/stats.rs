@@ -38,10 +38,10 @@ const FINE_SLOTS: usize = (SLOTS as u64 / latency::SLOT_SECONDS) as usize;
 /// Statistics of one backend of one rule.
 #[derive(Debug)]
 pub struct BackendStats {
-    /// Route name.
-    pub route: Arc<str>,
-    /// Rule label (`route/rule`).
+    /// Rule label (`route/rule`); the route's name is its start ([`BackendStats::route`]).
     pub rule: Arc<str>,
+    /// Length of the route's name at the start of `rule`.
+    route_len: u32,
     /// Backend name.
     pub backend: Arc<str>,
     /// Role of the backend (`primary`, `canary`).
@@ -125,14 +125,26 @@ impl Live {
 
 impl BackendStats {
     /// Empty statistics.
-    pub fn new(route: Arc<str>, rule: Arc<str>, backend: Arc<str>, role: Role) -> Self {
+    pub fn new(route: &str, rule: Arc<str>, backend: Arc<str>, role: Role) -> Self {
+        // Rule labels are `route/rule`, so the route's name is not stored twice; a label that
+        // does not start with it (none the router makes) reports an empty route.
+        let route_len = if rule.starts_with(route) {
+            u32::try_from(route.len()).unwrap_or(0)
+        } else {
+            0
+        };
         BackendStats {
-            route,
             rule,
+            route_len,
             backend,
             role,
             live: OnceLock::new(),
         }
+    }
+
+    /// Route name.
+    pub fn route(&self) -> &str {
+        self.rule.get(..self.route_len as usize).unwrap_or_default()
     }
 
     /// Records one response (or failure) at `now_sec` (seconds since the epoch).
@@ -261,7 +273,7 @@ impl BackendStats {
     /// The `/stats` entry at `now_sec`: the last 10 seconds and the last minute.
     pub fn report(&self, now_sec: u64) -> BackendReport {
         BackendReport {
-            route: self.route.to_string(),
+            route: self.route().to_string(),
             rule: self.rule.to_string(),
             backend: self.backend.to_string(),
             role: self.role,
@@ -283,7 +295,7 @@ impl BackendStats {
         use std::fmt::Write;
         let labels = format!(
             "route=\"{}\",rule=\"{}\",backend=\"{}\",backend_name=\"{}\"",
-            esc(&self.route),
+            esc(self.route()),
             esc(&self.rule),
             self.role.as_str(),
             esc(&self.backend)
@@ -370,7 +382,7 @@ mod tests {
     use super::*;
 
     fn series(route: &str, rule: &str, backend: &str, role: Role) -> BackendStats {
-        BackendStats::new(route.into(), rule.into(), backend.into(), role)
+        BackendStats::new(route, rule.into(), backend.into(), role)
     }
 
     #[test]

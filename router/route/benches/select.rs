@@ -93,7 +93,7 @@ fn selection(c: &mut Criterion) {
 
 fn header_rewrite(c: &mut Criterion) {
     let t = table(1);
-    let Some(RuleFilter::RequestHeaders(edit)) = t.rules[0].filters.first() else {
+    let Some(RuleFilter::RequestHeaders(edit)) = t.rules[0].policy().filters.first() else {
         panic!("the bench route has a header modifier");
     };
     let headers = request_headers();

@@ -7,23 +7,47 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use crate::{Config, Table, normalize};
 
 /// The configuration file: parse, and compile what parses. Compiling twice gives the same
-/// table shape (compilation is deterministic).
+/// table shape (compilation is deterministic), and reading the file a route at a time
+/// ([`Table::from_yaml`]) gives the same table, or the same error, as parsing it whole and
+/// compiling it.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    let streamed = Table::from_yaml(text);
     let Ok(config) = Config::from_yaml(text) else {
+        assert!(
+            streamed.is_err(),
+            "a file that does not parse was compiled a route at a time"
+        );
         return;
     };
     let first = Table::compile(config.clone());
     let second = Table::compile(config);
-    match (first, second) {
+    match (&first, second) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a.rules.len(), b.rules.len());
             assert_eq!(a.backends, b.backends);
         }
-        (Err(a), Err(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(*a, b),
         _ => panic!("compiling the same configuration twice disagreed"),
+    }
+    match (first, streamed) {
+        (Ok(whole), Ok(streamed)) => {
+            assert_eq!(whole.rules.len(), streamed.rules.len());
+            assert_eq!(whole.backends, streamed.backends);
+            assert_eq!(
+                whole.config_json().ok(),
+                streamed.config_json().ok(),
+                "the /config JSON differs"
+            );
+        }
+        (Err(whole), Err(streamed)) => assert_eq!(whole.to_string(), streamed),
+        (whole, streamed) => panic!(
+            "compiled whole: {:?}; a route at a time: {:?}",
+            whole.err(),
+            streamed.err()
+        ),
     }
 }
 
@@ -40,10 +64,7 @@ pub fn route(data: &[u8]) {
     ) else {
         return;
     };
-    let Ok(config) = Config::from_yaml(yaml) else {
-        return;
-    };
-    let Ok(table) = Table::compile(config) else {
+    let Ok(table) = Table::from_yaml(yaml) else {
         return;
     };
     let mut lines = request.split('\n');

@@ -14,8 +14,9 @@ mod model;
 pub mod normalize;
 mod report;
 mod select;
+mod stream;
 
-pub use compile::{CompileError, CompiledRule, HeaderEdit, RuleFilter, Table};
+pub use compile::{CompileError, CompiledRule, HeaderEdit, RuleFilter, RulePolicy, Table};
 pub use duration::Duration;
 pub use model::*;
 pub use report::{

@@ -342,8 +342,8 @@ fn one_u8() -> u8 {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backend {
-    /// Name referenced by rules.
-    pub name: String,
+    /// Name referenced by rules (shared with the statistics of every rule that sends to it).
+    pub name: std::sync::Arc<str>,
     /// `host:port` addresses (`*.localhost` names resolve to loopback).
     #[serde(default)]
     pub endpoints: Vec<String>,
@@ -448,16 +448,6 @@ impl SessionCookie {
             }
         }
         Some(c)
-    }
-}
-
-// === impl Config ===
-
-impl Config {
-    /// Parses the router's YAML configuration file format; errors name the field.
-    pub fn from_yaml(text: &str) -> Result<Config, String> {
-        serde::Deserialize::deserialize(serde_yaml::Deserializer::from_str(text))
-            .map_err(|e: serde_yaml::Error| e.to_string())
     }
 }
 

@@ -316,7 +316,7 @@ impl ConfigReport {
             self.config
                 .backends
                 .iter()
-                .find(|b| b.name == name)
+                .find(|b| *b.name == *name)
                 .and_then(|b| b.role)
                 .unwrap_or(Role::Primary)
         };

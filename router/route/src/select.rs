@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, header::COOKIE};
 
 use crate::{
     Table,
-    compile::{CompiledMatch, CompiledRule, PathCond, ValueCond},
+    compile::{CompiledMatch, CompiledRule, PathCond, RuleIdsIter, ValueCond},
 };
 
 /// How the backend was chosen.
@@ -58,9 +58,9 @@ impl Table {
         let host = host.map(normalize_host).unwrap_or_default();
         let host: &str = &host;
         let mut best: Option<(Rank, usize, &CompiledMatch)> = None;
-        let mut consider = |host_rank: (u8, usize), rules: &[usize]| {
-            for &ri in rules {
-                for m in &self.rules[ri].matches {
+        let mut consider = |host_rank: (u8, usize), rules: RuleIdsIter<'_>| {
+            for ri in rules {
+                for m in self.rules[ri].matches() {
                     if !matches(m, method, path, query, headers) {
                         continue;
                     }
@@ -86,18 +86,18 @@ impl Table {
             }
         };
         if let Some(rules) = self.hosts.exact.get(host) {
-            consider((2, host.len()), rules);
+            consider((2, host.len()), rules.iter());
         }
         if !self.hosts.wildcard.is_empty() {
             // `*.example.com` serves `a.example.com` and `a.b.example.com`, not `example.com`.
             for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
                 let suffix = &host[i..];
                 if let Some(rules) = self.hosts.wildcard.get(suffix) {
-                    consider((1, suffix.len()), rules);
+                    consider((1, suffix.len()), rules.iter());
                 }
             }
         }
-        consider((0, 0), &self.hosts.any);
+        consider((0, 0), self.hosts.any.iter());
         let (_, rule_index, m) = best?;
         let rule = &self.rules[rule_index];
         let (backend, sticky) = pick(rule, headers, sample);
