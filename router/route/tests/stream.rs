@@ -133,3 +133,10 @@ fn a_large_table_is_read() {
     assert_eq!(table.rules.len(), 12_000);
     assert_eq!(table.backends.len(), 12_000);
 }
+
+/// A table holds a rule per rule of every route: what a rule without filters, mirror, timeouts,
+/// retry or cookies to expire carries inline stays small (those sit behind one pointer).
+#[test]
+fn a_compiled_rule_stays_small() {
+    assert!(std::mem::size_of::<siskin_route::CompiledRule>() <= 96);
+}
