@@ -17,20 +17,36 @@ impl Drop for App {
     }
 }
 
+/// Starts the app on a free port. Another test process may take the same port between the
+/// choice and the bind (the app then exits, and a connection would reach the other process), so
+/// the app counts as started only while it is still running after the port answers; else it is
+/// started again on another port.
 fn start(args: &[&str]) -> App {
-    let port = siskin_e2e::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_siskin-sample-app"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..3 {
+        let port = siskin_e2e::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_siskin-sample-app"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                if child.try_wait().unwrap().is_none() {
+                    return App(child, port);
+                }
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    App(child, port)
+    panic!("the sample app did not start on any of three ports");
 }
 
 fn request(port: u16, method: &str, path: &str) -> (u16, String) {

@@ -3,11 +3,12 @@
 //! A table of a thousand routes is small once compiled, but the parsed [`Config`] it is built
 //! from is not, and what an allocator keeps after freeing it stays resident below the table.
 //! So [`Table::from_yaml`] never holds the parsed routes: a first pass reads the backends (the
-//! rules refer to them by name) and skips the routes; a second pass hands each route to the
-//! compiler as soon as it is parsed, writes it to the `/config` JSON and drops it. The result
-//! is the same as [`Table::compile`] of [`Config::from_yaml`] (a test checks both ways agree).
+//! rules refer to them by name) and reads each route only to check it, dropping it at once; a
+//! second pass hands each route to the compiler as soon as it is parsed, writes it to the
+//! `/config` JSON and drops it. The result is the same as [`Table::compile`] of
+//! [`Config::from_yaml`] (a test and the config fuzz target check that both ways agree).
 
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
 use serde::{
     Deserialize,
@@ -19,14 +20,45 @@ use crate::{
     compile::{JsonDeflater, TableBuilder},
 };
 
-/// The first pass: the backends, with the routes skipped (and any other key refused).
+/// The first pass: the backends kept, the routes read one by one and dropped (so the file is
+/// checked exactly as [`Config::from_yaml`] checks it, without holding the routes), any other
+/// key refused.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BackendsOnly {
-    #[serde(default, rename = "routes")]
-    _routes: IgnoredAny,
+    #[serde(default, rename = "routes", deserialize_with = "each_route")]
+    _routes: (),
     #[serde(default)]
     backends: Vec<Backend>,
+}
+
+fn each_route<'de, D: de::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    Each::<Route>(PhantomData).deserialize(d)
+}
+
+/// A list read one element at a time, each dropped once read: the types are checked as a
+/// `Vec<T>` would check them, and nothing is kept.
+struct Each<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Each<T> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Each<T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<T>()?.is_some() {}
+        Ok(())
+    }
 }
 
 impl Table {
@@ -77,6 +109,9 @@ fn options(text: &str) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.with_snippet = false;
+    // Where a value is skipped untyped, `.inf` and `.nan` are skipped like any other value
+    // (rejecting them would refuse a file the typed read accepts, e.g. a path `.INF`).
+    options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::PassThrough;
     options
 }
 
@@ -113,16 +148,38 @@ impl<'de> Visitor<'de> for RoutesPass<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            if key == "routes" {
-                map.next_value_seed(Routes {
-                    builder: &mut *self.builder,
-                    json: &mut *self.json,
-                    failed: &mut *self.failed,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match key.as_str() {
+                "routes" => {
+                    map.next_value_seed(Routes {
+                        builder: &mut *self.builder,
+                        json: &mut *self.json,
+                        failed: &mut *self.failed,
+                    })?;
+                }
+                // Read as the first pass read them (typed, so a scalar means what it meant
+                // there), one at a time, not kept.
+                "backends" => {
+                    map.next_value_seed(Each::<Backend>(PhantomData))?;
+                }
+                // The first pass refused any other key.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// A configuration written as a sequence (`[routes, backends]`), which the first pass,
+    /// like any derived struct, accepts.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        seq.next_element_seed(Routes {
+            builder: &mut *self.builder,
+            json: &mut *self.json,
+            failed: &mut *self.failed,
+        })?;
+        seq.next_element_seed(Each::<Backend>(PhantomData))?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(())
     }
 }
@@ -147,10 +204,6 @@ impl<'de> Visitor<'de> for Routes<'_> {
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of routes")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
