@@ -18,15 +18,7 @@ trap cleanup EXIT
 # Upstreams that answer 200, so "used" means served.
 python3 -m http.server 18081 --bind 127.0.0.1 --directory "$RUN" >/dev/null 2>&1 & PIDS+=($!)
 python3 -m http.server 18082 --bind 127.0.0.1 --directory "$RUN" >/dev/null 2>&1 & PIDS+=($!)
-printf 'routes:\n- name: one/route\n  rules:\n  - backendRefs: [{name: a}]\nbackends:\n- {name: a, endpoints: ["127.0.0.1:18081"]}\n' >"$RUN/one.yaml"
-python3 - "$RUN/many.yaml" <<'PY'
-import sys
-routes, backends = [], []
-for i in range(1000):
-    routes.append(f"- name: ns/route-{i}\n  hostnames: [svc-{i}.example]\n  rules:\n  - matches: [{{path: {{value: /api}}, headers: [{{name: x-canary, value: insider}}]}}]\n    backendRefs: [{{name: c-{i}}}]\n  - backendRefs: [{{name: p-{i}, weight: 90}}, {{name: c-{i}, weight: 10}}]\n")
-    backends.append(f"- {{name: p-{i}, endpoints: ['127.0.0.1:18081']}}\n- {{name: c-{i}, role: canary, endpoints: ['127.0.0.1:18082']}}\n")
-open(sys.argv[1], "w").write("routes:\n" + "".join(routes) + "backends:\n" + "".join(backends))
-PY
+python3 router/bench/tables.py "$RUN"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start() { # config port -> pid
   "$ROUTER" --config "$1" --listen "127.0.0.1:$2" --admin-addr "127.0.0.1:$(($2 + 1))" --workers 1 >/dev/null 2>&1 &

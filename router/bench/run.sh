@@ -150,17 +150,9 @@ GENS=$(curl -s 127.0.0.1:18101/metrics | awk '/^siskin_router_config_generation/
 # Memory: RSS with 1 route, and with 1,000 routes (each with its own backends) idle and after
 # every route served one request.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-printf 'routes:\n- name: one/route\n  rules:\n  - backendRefs: [{name: a}]\nbackends:\n- {name: a, endpoints: ["127.0.0.1:18081"]}\n' >"$RUN/one.yaml"
+python3 router/bench/tables.py "$RUN"
 "$ROUTER" --config "$RUN/one.yaml" --listen 127.0.0.1:18120 --admin-addr 127.0.0.1:18121 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
 ONE=$!; sleep 2; RSS1_IDLE=$(rss "$ONE"); curl -s -o /dev/null http://127.0.0.1:18120/; RSS1=$(rss "$ONE")
-python3 - "$RUN/many.yaml" <<'PY'
-import sys
-routes, backends = [], []
-for i in range(1000):
-    routes.append(f"- name: ns/route-{i}\n  hostnames: [svc-{i}.example]\n  rules:\n  - matches: [{{path: {{value: /api}}, headers: [{{name: x-canary, value: insider}}]}}]\n    backendRefs: [{{name: c-{i}}}]\n  - backendRefs: [{{name: p-{i}, weight: 90}}, {{name: c-{i}, weight: 10}}]\n")
-    backends.append(f"- {{name: p-{i}, endpoints: ['127.0.0.1:18081']}}\n- {{name: c-{i}, role: canary, endpoints: ['127.0.0.1:18082']}}\n")
-open(sys.argv[1], "w").write("routes:\n" + "".join(routes) + "backends:\n" + "".join(backends))
-PY
 "$ROUTER" --config "$RUN/many.yaml" --listen 127.0.0.1:18110 --admin-addr 127.0.0.1:18111 --workers 1 >/dev/null 2>&1 & PIDS+=($!)
 MANY=$!; sleep 2
 RSS1000_IDLE=$(rss "$MANY")
