@@ -295,14 +295,14 @@ async fn forward(
         let upstream = upstream_request(
             &parts,
             headers,
-            (client.scheme(), &endpoint.authority),
+            (client.absolute(), &endpoint.authority),
             pool.protocol,
             body.take(),
             client_upgrade.is_some(),
         )?;
         let _inflight = endpoint.start();
         let t0 = Instant::now();
-        let sent = client.request(upstream);
+        let sent = client.request(&endpoint, upstream);
         let outcome = match rule.policy().timeouts.backend_request {
             Some(t) => tokio::time::timeout(t.0, sent)
                 .await
@@ -336,7 +336,6 @@ async fn forward(
                             .boxed(),
                     ));
                 }
-                let mut resp = resp.map(|b| b.map_err(BoxError::from).boxed());
                 apply_response_filters(rule, resp.headers_mut());
                 session_cookies(
                     resp.headers_mut(),
@@ -429,7 +428,7 @@ fn dropped(name: &header::HeaderName, value: &HeaderValue, upgrade: bool) -> boo
 fn upstream_request(
     parts: &Parts,
     headers: Headers<'_>,
-    (scheme, addr): (http::uri::Scheme, &http::uri::Authority),
+    (absolute, addr): (Option<http::uri::Scheme>, &http::uri::Authority),
     protocol: Protocol,
     body: Body,
     upgrade: bool,
@@ -439,12 +438,16 @@ fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(scheme)
-        .authority(addr.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ErrorKind::UpstreamFailed)?;
+    // HTTP/2 carries the target as :scheme and :authority; HTTP/1.1 in origin form.
+    let uri = match absolute {
+        Some(scheme) => Uri::builder()
+            .scheme(scheme)
+            .authority(addr.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| ErrorKind::UpstreamFailed)?,
+        None => Uri::from(pq),
+    };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
@@ -491,12 +494,11 @@ fn upstream_request(
             *out = from;
         }
     }
+    // An HTTP/1.1 request needs a Host: the client's authority (HTTP/2 clients send
+    // :authority only), else the endpoint's.
     if protocol == Protocol::Http1
         && !out.contains_key(HOST)
-        && let Some(a) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        && let Ok(a) = HeaderValue::from_str(parts.uri.authority().unwrap_or(addr).as_str())
     {
         out.insert(HOST, a);
     }
@@ -513,7 +515,7 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
     let full = Full::new(body)
         .map_err(|e| -> BoxError { match e {} })
         .boxed();
-    let target = (client.scheme(), &endpoint.authority);
+    let target = (client.absolute(), &endpoint.authority);
     let Ok(req) = upstream_request(
         parts,
         Headers::Copy(&parts.headers),
@@ -528,7 +530,7 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
     tokio::spawn(async move {
         let _inflight = endpoint.start();
         if let Ok(Ok(resp)) =
-            tokio::time::timeout(Duration::from_secs(30), client.request(req)).await
+            tokio::time::timeout(Duration::from_secs(30), client.request(&endpoint, req)).await
         {
             let _ = resp.into_body().collect().await;
         }

@@ -1,19 +1,32 @@
 //! Upstream endpoints: load balancing (power of two choices over a latency EWMA), outlier
-//! ejection after consecutive failures, and the pooled HTTP clients.
+//! ejection after consecutive failures, and the HTTP clients with their pooled connections.
+//!
+//! HTTP/1.1 upstreams go through the router's own pool: each endpoint keeps a stack of idle
+//! keep-alive connections, a request takes the most recent one (or dials), and the response
+//! body puts it back the moment its last byte is read. No task is spawned per request and
+//! no pool key is hashed. HTTP/2 upstreams (h2c, h2 over TLS) multiplex on hyper-util's client.
 
 use std::{
+    pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
     },
-    time::Duration,
+    task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
+use http::{Request, Response, Uri, uri::Scheme};
+use http_body_util::{BodyExt, combinators::BoxBody};
+use hyper::{
+    body::{Body as HttpBody, Frame, Incoming, SizeHint},
+    client::conn::http1,
+    rt::{Read, Write},
+};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{Client, ResponseFuture, connect::HttpConnector},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
@@ -32,6 +45,28 @@ pub const BASE_EJECTION: Duration = Duration::from_secs(5);
 pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 /// Longest ejection.
 pub const MAX_EJECTION: Duration = Duration::from_secs(60);
+/// How long an idle upstream connection is kept for reuse.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle HTTP/1.1 connections kept per endpoint.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made: nothing was sent, so another attempt is always safe.
+    #[error("connect: {0}")]
+    Connect(BoxError),
+    /// The request was sent, or the connection failed while it was.
+    #[error("{0}")]
+    Send(BoxError),
+}
+
+impl UpstreamError {
+    /// Whether the connection was never made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_))
+    }
+}
 
 /// One endpoint (`host:port`) with its load-balancing state. Shared across configuration
 /// versions, so a reload keeps what was learned.
@@ -46,6 +81,17 @@ pub struct Endpoint {
     failures: AtomicU32,
     ejections: AtomicU32,
     ejected_until_ms: AtomicU64,
+    /// Idle HTTP/1.1 connections, oldest first, each tagged with the client that dialled it
+    /// (cleartext and each TLS setting keep their own).
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// An idle keep-alive connection to an endpoint.
+#[derive(Debug)]
+struct Idle {
+    client: u64,
+    sender: http1::SendRequest<Body>,
+    since: Instant,
 }
 
 /// The endpoints of a backend.
@@ -60,31 +106,225 @@ pub struct Pool {
     pub client: Arc<UpstreamClient>,
 }
 
-/// A pooled HTTP client: cleartext (shared by every cleartext backend of a protocol) or TLS
+/// An upstream HTTP client: cleartext (shared by every cleartext backend of a protocol) or TLS
 /// (one per backend TLS setting, kept across reloads).
 #[derive(Clone, Debug)]
 pub enum UpstreamClient {
-    /// `http://`.
-    Plain(Client<HttpConnector, Body>),
-    /// `https://`, with the backend's SNI name and trust anchors.
-    Tls(Client<HttpsConnector<HttpConnector>, Body>),
+    /// HTTP/1.1, cleartext or TLS, over the endpoints' own connection pools.
+    Http1(Http1Client),
+    /// HTTP/2 with prior knowledge (`h2c`).
+    H2c(Client<HttpConnector, Body>),
+    /// HTTP/2 over TLS (ALPN h2), with the backend's SNI name and trust anchors.
+    H2Tls(Client<HttpsConnector<HttpConnector>, Body>),
 }
 
+/// HTTP/1.1 to upstreams: dials through `dial`, keeps connections idle on each endpoint.
+#[derive(Clone, Debug)]
+pub struct Http1Client {
+    /// Tags this client's idle connections on an endpoint.
+    id: u64,
+    dial: Dial,
+}
+
+/// How an HTTP/1.1 client connects.
+#[derive(Clone, Debug)]
+enum Dial {
+    Plain(HttpConnector),
+    Tls(HttpsConnector<HttpConnector>),
+}
+
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
 impl UpstreamClient {
-    /// Sends a request.
-    pub fn request(&self, req: http::Request<Body>) -> ResponseFuture {
+    /// Sends a request to `endpoint`. HTTP/1.1 requests carry an origin-form target and a
+    /// `Host` header; HTTP/2 ones an absolute URI ([`UpstreamClient::absolute`]).
+    pub async fn request(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let legacy = |e: hyper_util::client::legacy::Error| {
+            if e.is_connect() {
+                UpstreamError::Connect(e.into())
+            } else {
+                UpstreamError::Send(e.into())
+            }
+        };
+        let boxed = |r: Response<Incoming>| r.map(|b| b.map_err(BoxError::from).boxed());
         match self {
-            UpstreamClient::Plain(c) => c.request(req),
-            UpstreamClient::Tls(c) => c.request(req),
+            UpstreamClient::Http1(c) => c.request(endpoint, req).await,
+            UpstreamClient::H2c(c) => c.request(req).await.map(boxed).map_err(legacy),
+            UpstreamClient::H2Tls(c) => c.request(req).await.map(boxed).map_err(legacy),
         }
     }
 
-    /// The URI scheme requests through this client use.
-    pub fn scheme(&self) -> http::uri::Scheme {
+    /// The scheme of the absolute URI an HTTP/2 request needs; `None` for HTTP/1.1, whose
+    /// requests are sent in origin form.
+    pub fn absolute(&self) -> Option<Scheme> {
         match self {
-            UpstreamClient::Plain(_) => http::uri::Scheme::HTTP,
-            UpstreamClient::Tls(_) => http::uri::Scheme::HTTPS,
+            UpstreamClient::Http1(_) => None,
+            UpstreamClient::H2c(_) => Some(Scheme::HTTP),
+            UpstreamClient::H2Tls(_) => Some(Scheme::HTTPS),
         }
+    }
+}
+
+impl Http1Client {
+    fn new(dial: Dial) -> Self {
+        Http1Client {
+            id: NEXT_CLIENT.fetch_add(1, Relaxed),
+            dial,
+        }
+    }
+
+    /// Sends `req` on an idle connection to `endpoint`, or a new one. A request an idle
+    /// connection could not take (it closed meanwhile) goes on the next one, or a new one.
+    async fn request(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        // An upgraded connection belongs to the tunnel; it never returns to the pool.
+        let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        loop {
+            let (mut sender, reused) = match endpoint.take_idle(self.id) {
+                Some(s) => (s, true),
+                None => (Box::pin(self.connect(endpoint)).await?, false),
+            };
+            if reused
+                && std::future::poll_fn(|cx| sender.poll_ready(cx))
+                    .await
+                    .is_err()
+            {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let keep = !upgrade && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+                    let back = keep.then(|| Checkin {
+                        endpoint: endpoint.clone(),
+                        client: self.id,
+                        sender,
+                    });
+                    return Ok(resp.map(|body| Pooled::new(body, back).boxed()));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(UpstreamError::Send(e.into_error().into())),
+                },
+            }
+        }
+    }
+
+    /// Dials `endpoint` and starts the connection's task.
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let scheme = match self.dial {
+            Dial::Plain(_) => Scheme::HTTP,
+            Dial::Tls(_) => Scheme::HTTPS,
+        };
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(endpoint.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
+        match &self.dial {
+            Dial::Plain(c) => handshake(dial(c.clone(), uri).await?).await,
+            Dial::Tls(c) => handshake(dial(c.clone(), uri).await?).await,
+        }
+    }
+}
+
+/// Connects through a connector service.
+async fn dial<C>(mut connector: C, uri: Uri) -> Result<C::Response, UpstreamError>
+where
+    C: tower_service::Service<Uri>,
+    C::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(|e| UpstreamError::Connect(e.into()))?;
+    connector
+        .call(uri)
+        .await
+        .map_err(|e| UpstreamError::Connect(e.into()))
+}
+
+/// Starts HTTP/1.1 on a connected socket; its connection task runs until the socket closes.
+async fn handshake<I>(io: I) -> Result<http1::SendRequest<Body>, UpstreamError>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Where a response's connection goes back to once its body has been read.
+struct Checkin {
+    endpoint: Arc<Endpoint>,
+    client: u64,
+    sender: http1::SendRequest<Body>,
+}
+
+/// A response body that returns its connection to the endpoint's pool at its last byte. A
+/// body dropped before its end, or failed, takes the connection down with it.
+struct Pooled {
+    body: Incoming,
+    back: Option<Checkin>,
+}
+
+impl Pooled {
+    fn new(body: Incoming, back: Option<Checkin>) -> Self {
+        let mut p = Pooled { body, back };
+        if p.body.is_end_stream() {
+            p.checkin();
+        }
+        p
+    }
+
+    fn checkin(&mut self) {
+        if let Some(c) = self.back.take() {
+            c.endpoint.put_idle(c.client, c.sender);
+        }
+    }
+}
+
+impl HttpBody for Pooled {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.checkin(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.checkin(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        frame.map(|f| f.map(|r| r.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -112,7 +352,50 @@ impl Endpoint {
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The most recently idled connection of `client` that is still open and not too old.
+    fn take_idle(&self, client: u64) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(at) = idle.iter().rposition(|i| i.client == client) {
+            let i = idle.remove(at);
+            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose response has been read for the next request; closed and
+    /// expired ones at the old end go, and the oldest when [`MAX_IDLE_PER_ENDPOINT`] are kept.
+    fn put_idle(&self, client: u64, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle
+            .first()
+            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) >= IDLE_TIMEOUT)
+            || idle.len() >= MAX_IDLE_PER_ENDPOINT
+        {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            client,
+            sender,
+            since: now,
+        });
+    }
+
+    /// Idle pooled connections (HTTP/1.1) to this endpoint, for tests and the admin view.
+    pub fn idle_connections(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn cost(&self) -> u64 {
@@ -213,17 +496,15 @@ impl Clients {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.enforce_http(true);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new())
             .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(IDLE_TIMEOUT)
             .build(connector.clone());
         Clients {
-            http1: Arc::new(UpstreamClient::Plain(http1)),
-            h2c: Arc::new(UpstreamClient::Plain(h2c)),
+            http1: Arc::new(UpstreamClient::Http1(Http1Client::new(Dial::Plain(
+                connector.clone(),
+            )))),
+            h2c: Arc::new(UpstreamClient::H2c(h2c)),
             connector,
         }
     }
@@ -285,17 +566,17 @@ impl Clients {
             ));
         let mut http = self.connector.clone();
         http.enforce_http(false);
-        let client = match p {
-            Protocol::Http1 => Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .build(builder.enable_http1().wrap_connector(http)),
-            Protocol::H2c => Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .build(builder.enable_http2().wrap_connector(http)),
-        };
-        Ok(UpstreamClient::Tls(client))
+        Ok(match p {
+            Protocol::Http1 => UpstreamClient::Http1(Http1Client::new(Dial::Tls(
+                builder.enable_http1().wrap_connector(http),
+            ))),
+            Protocol::H2c => UpstreamClient::H2Tls(
+                Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .pool_idle_timeout(IDLE_TIMEOUT)
+                    .build(builder.enable_http2().wrap_connector(http)),
+            ),
+        })
     }
 }
 

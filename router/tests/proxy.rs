@@ -585,3 +585,122 @@ async fn paths_are_normalized_before_matching_and_forwarding() {
         "only the normalized /public paths reached it"
     );
 }
+
+/// A bare HTTP/1.1 upstream on loopback that counts the connections it accepts. `mode`: 0
+/// keeps connections alive, 1 answers `Connection: close` and closes, 2 closes right after a
+/// keep-alive answer without saying so (as a server whose idle timeout fires does).
+async fn counting_upstream() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicU8>,
+) {
+    use std::sync::{Arc, atomic::AtomicU8, atomic::AtomicUsize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mode = Arc::new(AtomicU8::new(0));
+    let (a, m) = (accepted.clone(), mode.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            a.fetch_add(1, SeqCst);
+            let m = m.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let mode = m.load(SeqCst);
+                        let answer: &[u8] = if mode == 1 {
+                            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(answer).await.is_err() || mode != 0 {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted, mode)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
+    let (port, accepted, mode) = counting_upstream().await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: a}}]\n{}",
+        backends(&[("a", &[port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    for _ in 0..50 {
+        let (status, body, _) = get(&client, router.port, "/", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        accepted.load(SeqCst),
+        1,
+        "50 requests one after another share one upstream connection"
+    );
+    // Concurrent requests take as many connections as are busy at once, then reuse them.
+    for _ in 0..5 {
+        let mut all = Vec::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            let port = router.port;
+            all.push(tokio::spawn(
+                async move { get(&client, port, "/", &[]).await.0 },
+            ));
+        }
+        for r in all {
+            assert_eq!(r.await.unwrap(), 200);
+        }
+    }
+    let after_concurrent = accepted.load(SeqCst);
+    assert!(
+        (2..=9).contains(&after_concurrent),
+        "5 rounds of 8 at once: {after_concurrent} connections"
+    );
+    // The upstream closes every connection after its answer, with and without saying so:
+    // no request fails, and no connection serves twice, so each request past the idle ones
+    // the pool held dials anew.
+    let before = accepted.load(SeqCst);
+    for m in [1, 2] {
+        mode.store(m, SeqCst);
+        for i in 0..10 {
+            let (status, body, _) = get(&client, router.port, "/", &[]).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ok"),
+                "mode {m}, request {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let dialled = accepted.load(SeqCst) - before;
+    assert!(
+        dialled + after_concurrent >= 20,
+        "20 answers on closing connections: {dialled} dialled, at most {after_concurrent} were idle"
+    );
+    mode.store(0, SeqCst);
+    let before = accepted.load(SeqCst);
+    for _ in 0..10 {
+        assert_eq!(get(&client, router.port, "/", &[]).await.0, 200);
+    }
+    assert_eq!(
+        accepted.load(SeqCst) - before,
+        1,
+        "keep-alive again: one new connection"
+    );
+}
