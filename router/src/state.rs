@@ -111,8 +111,11 @@ impl Registry {
                     .iter()
                     .map(|e| {
                         let addr = dial_addr(e);
-                        let ep = endpoints
+                        // One endpoint per address, shared by every backend that lists it
+                        // (and its idle connections with it).
+                        let ep = kept_eps
                             .get(&addr)
+                            .or_else(|| endpoints.get(&addr))
                             .cloned()
                             .unwrap_or_else(|| Arc::new(Endpoint::new(addr.clone())));
                         kept_eps.insert(addr, ep.clone());

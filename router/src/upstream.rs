@@ -390,14 +390,6 @@ impl Endpoint {
         });
     }
 
-    /// Idle pooled connections (HTTP/1.1) to this endpoint, for tests and the admin view.
-    pub fn idle_connections(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
     fn cost(&self) -> u64 {
         self.ewma_us.load(Relaxed).max(1) * (u64::from(self.inflight.load(Relaxed)) + 1)
     }

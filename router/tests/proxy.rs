@@ -638,9 +638,10 @@ async fn counting_upstream() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
     let (port, accepted, mode) = counting_upstream().await;
+    // Two backends at the same address: one endpoint, one pool.
     let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: a}}]\n{}",
-        backends(&[("a", &[port], "primary")])
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: a, weight: 50}}, {{name: b, weight: 50}}]\n{}",
+        backends(&[("a", &[port], "primary"), ("b", &[port], "canary")])
     );
     let router = RouterProcess::start(&config).await;
     let client = http1_client();
@@ -651,7 +652,7 @@ async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
     assert_eq!(
         accepted.load(SeqCst),
         1,
-        "50 requests one after another share one upstream connection"
+        "50 requests one after another, split over two backends of one address, share one upstream connection"
     );
     // Concurrent requests take as many connections as are busy at once, then reuse them.
     for _ in 0..5 {
