@@ -356,13 +356,23 @@ impl Endpoint {
         }
     }
 
-    /// The most recently idled connection of `client` that is still open and not too old.
+    /// The most recently idled connection of `client` that is open, not too old, and ready
+    /// for a request. Closed and expired ones met on the way go; one that is not ready yet
+    /// (still sending the body of a request its upstream answered early) stays, so a new
+    /// request never waits behind another's upload.
     fn take_idle(&self, client: u64) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(at) = idle.iter().rposition(|i| i.client == client) {
-            let i = idle.remove(at);
-            if !i.sender.is_closed() && i.since.elapsed() < IDLE_TIMEOUT {
-                return Some(i.sender);
+        let mut at = idle.len();
+        while at > 0 {
+            at -= 1;
+            let i = &idle[at];
+            if i.client != client {
+                continue;
+            }
+            if i.sender.is_closed() || i.since.elapsed() >= IDLE_TIMEOUT {
+                idle.remove(at);
+            } else if i.sender.is_ready() {
+                return Some(idle.remove(at).sender);
             }
         }
         None

@@ -705,3 +705,103 @@ async fn upstream_connections_are_kept_alive_and_closed_ones_replaced() {
         "keep-alive again: one new connection"
     );
 }
+
+/// A request body fed by a channel: an upload the test writes at its own pace.
+struct Upload(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Upload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_never_waits_behind_an_upload_its_upstream_answered_early() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The upstream answers each request head at once, without reading a body: `early` to a
+    // POST, `ok` to anything else, and keeps the connection open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                let Ok(n) = s.read(&mut chunk).await else {
+                    return;
+                };
+                let answer: &[u8] = if chunk[..n].starts_with(b"POST") {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+                // Drain whatever else comes (the rest of the upload) until the peer closes.
+                while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: a}}]\n{}",
+        backends(&[("a", &[port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+
+    // Client A uploads slowly; the upstream's early answer comes back while it still sends.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let uploading = tokio::spawn(async move {
+        for _ in 0..30 {
+            if tx.send(Bytes::from_static(b"0123456789")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let req = http::Request::post("/upload")
+        .header("host", "svc")
+        .body(Upload(rx))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), sender.send_request(req))
+        .await
+        .expect("the early answer arrives while the upload goes on")
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"early");
+    assert!(!uploading.is_finished(), "the upload is still going");
+
+    // Client B's request takes another connection rather than the one still uploading.
+    let client = http1_client();
+    let started = Instant::now();
+    let (status, body, _) =
+        tokio::time::timeout(Duration::from_secs(2), get(&client, router.port, "/", &[]))
+            .await
+            .expect("a request does not wait for another's upload to end");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !uploading.is_finished(),
+        "B was answered while A still uploaded"
+    );
+    uploading.abort();
+}
