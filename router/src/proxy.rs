@@ -25,7 +25,7 @@ use crate::{
     ErrorKind,
     server::Shared,
     state::State,
-    upstream::{Body, BoxError},
+    upstream::{Body, BoxError, UpstreamClient},
 };
 
 /// Default bound on bodies buffered for retries and mirrors.
@@ -295,8 +295,7 @@ async fn forward(
         let upstream = upstream_request(
             &parts,
             headers,
-            (client.absolute(), &endpoint.authority),
-            pool.protocol,
+            (client, &endpoint.authority),
             body.take(),
             client_upgrade.is_some(),
         )?;
@@ -428,8 +427,7 @@ fn dropped(name: &header::HeaderName, value: &HeaderValue, upgrade: bool) -> boo
 fn upstream_request(
     parts: &Parts,
     headers: Headers<'_>,
-    (absolute, addr): (Option<http::uri::Scheme>, &http::uri::Authority),
-    protocol: Protocol,
+    (client, addr): (&UpstreamClient, &http::uri::Authority),
     body: Body,
     upgrade: bool,
 ) -> Result<Request<Body>, ErrorKind> {
@@ -439,7 +437,8 @@ fn upstream_request(
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     // HTTP/2 carries the target as :scheme and :authority; HTTP/1.1 in origin form.
-    let uri = match absolute {
+    let protocol = client.protocol();
+    let uri = match client.absolute() {
         Some(scheme) => Uri::builder()
             .scheme(scheme)
             .authority(addr.clone())
@@ -515,15 +514,9 @@ fn spawn_mirror(state: &State, backend: usize, parts: &Parts, body: Bytes) {
     let full = Full::new(body)
         .map_err(|e| -> BoxError { match e {} })
         .boxed();
-    let target = (client.absolute(), &endpoint.authority);
-    let Ok(req) = upstream_request(
-        parts,
-        Headers::Copy(&parts.headers),
-        target,
-        pool.protocol,
-        full,
-        false,
-    ) else {
+    let target = (&*client, &endpoint.authority);
+    let Ok(req) = upstream_request(parts, Headers::Copy(&parts.headers), target, full, false)
+    else {
         return;
     };
     // The copy runs on its own; the client's answer never waits for it.

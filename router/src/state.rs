@@ -106,7 +106,6 @@ impl Registry {
             .zip(upstream)
             .map(|(b, client)| Pool {
                 client,
-                protocol: b.protocol,
                 endpoints: std::mem::take(&mut b.endpoints)
                     .iter()
                     .map(|e| {

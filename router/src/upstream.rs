@@ -99,8 +99,6 @@ struct Idle {
 pub struct Pool {
     /// Endpoints.
     pub endpoints: Vec<Arc<Endpoint>>,
-    /// Protocol spoken to them.
-    pub protocol: Protocol,
     /// The client (with its connection pool) requests to them go through, shared by every
     /// backend that uses the same protocol and TLS setting.
     pub client: Arc<UpstreamClient>,
@@ -155,6 +153,14 @@ impl UpstreamClient {
             UpstreamClient::Http1(c) => c.request(endpoint, req).await,
             UpstreamClient::H2c(c) => c.request(req).await.map(boxed).map_err(legacy),
             UpstreamClient::H2Tls(c) => c.request(req).await.map(boxed).map_err(legacy),
+        }
+    }
+
+    /// The protocol spoken through this client.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            UpstreamClient::Http1(_) => Protocol::Http1,
+            UpstreamClient::H2c(_) | UpstreamClient::H2Tls(_) => Protocol::H2c,
         }
     }
 

@@ -73,11 +73,11 @@ impl Table {
         let mut failed = None;
         let parsed =
             serde_saphyr::with_deserializer_from_str_with_options(text, options(text), |de| {
-                RoutesPass {
+                RoutesPass(Routes {
                     builder: &mut builder,
                     json: &mut json,
                     failed: &mut failed,
-                }
+                })
                 .deserialize(de)
             });
         if let Some(e) = failed {
@@ -119,13 +119,8 @@ fn yaml_error(e: serde_saphyr::Error) -> String {
     e.to_string()
 }
 
-/// The second pass, over the top-level mapping: only `routes` is read.
-struct RoutesPass<'a> {
-    builder: &'a mut TableBuilder,
-    json: &'a mut JsonDeflater,
-    /// Set when a route cannot be compiled (parsing then stops).
-    failed: &'a mut Option<CompileError>,
-}
+/// The second pass, over the top-level mapping: only `routes` is read, into the sink it holds.
+struct RoutesPass<'a>(Routes<'a>);
 
 impl<'de> DeserializeSeed<'de> for RoutesPass<'_> {
     type Value = ();
@@ -146,15 +141,11 @@ impl<'de> Visitor<'de> for RoutesPass<'_> {
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "routes" => {
-                    map.next_value_seed(Routes {
-                        builder: &mut *self.builder,
-                        json: &mut *self.json,
-                        failed: &mut *self.failed,
-                    })?;
+                    map.next_value_seed(self.0.reborrow())?;
                 }
                 // Read as the first pass read them (typed, so a scalar means what it meant
                 // there), one at a time, not kept.
@@ -173,11 +164,7 @@ impl<'de> Visitor<'de> for RoutesPass<'_> {
     /// A configuration written as a sequence (`[routes, backends]`), which the first pass,
     /// like any derived struct, accepts.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        seq.next_element_seed(Routes {
-            builder: &mut *self.builder,
-            json: &mut *self.json,
-            failed: &mut *self.failed,
-        })?;
+        seq.next_element_seed(self.0)?;
         seq.next_element_seed(Each::<Backend>(PhantomData))?;
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(())
@@ -188,7 +175,19 @@ impl<'de> Visitor<'de> for RoutesPass<'_> {
 struct Routes<'a> {
     builder: &'a mut TableBuilder,
     json: &'a mut JsonDeflater,
+    /// Set when a route cannot be compiled (parsing then stops).
     failed: &'a mut Option<CompileError>,
+}
+
+impl Routes<'_> {
+    /// The same sink, borrowed for one `routes` value (a mapping may repeat the key).
+    fn reborrow(&mut self) -> Routes<'_> {
+        Routes {
+            builder: &mut *self.builder,
+            json: &mut *self.json,
+            failed: &mut *self.failed,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Routes<'_> {
