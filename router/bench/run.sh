@@ -2,12 +2,14 @@
 # Router benchmark: direct vs nginx vs siskin-router, same upstream, same 90/10 split, same
 # worker count, in one run. Loopback only; every load is bounded in time.
 #
-#   router/bench/run.sh [--quick] [--write]     --write updates docs/benchmarks.md
+#   router/bench/run.sh [--quick] [--reps N] [--write]     --write updates docs/benchmarks.md
 #
 # Layout (2 cores): upstream nginx and the proxy under test share CPU 0, the load generator
 # runs on CPU 1. Throughput: wrk -t1 -c64 (HTTP/1.1) and h2load (HTTP/2), closed loop, in
 # cleartext and with TLS from the client. Latency: oha at a fixed rate with coordinated-omission
 # correction. CPU per request from /proc/<pid>/stat. Targets are interleaved within each rep.
+# Paired: nginx and siskin loaded at the same time (lib.sh's pair), which cancels the host's
+# drift between sequential runs; siskin against a second copy of itself shows the method's bias.
 #
 # The siskin side has its features armed as a user's table would: the benchmarked route splits
 # 90/10, carries a retry policy (503, one more attempt) and request and backend timeouts, and
@@ -17,74 +19,26 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 QUICK=0; WRITE=0
-for a in "$@"; do case "$a" in --quick) QUICK=1 ;; --write) WRITE=1 ;; esac; done
-REPS=3; DUR=10; RATE=2000; [ "$QUICK" = 1 ] && { REPS=1; DUR=5; }
+REPS=3; DUR=10; RATE=2000; PAIR_SECS=5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --write) WRITE=1 ;;
+    --reps) REPS=$2; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "$QUICK" = 1 ] && { REPS=1; DUR=5; PAIR_SECS=3; }
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need taskset || ! need h2load || ! need openssl; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux nghttp2-client openssl >/dev/null
-fi
-need oha || cargo install oha --locked
+source router/bench/lib.sh
+bench_tools
 cargo build --release --locked -p siskin-router >/dev/null
 ROUTER=$ROOT/target/release/siskin-router
-
-RUN=$(mktemp -d /tmp/siskin-bench.XXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
-trap cleanup EXIT
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
-
-cat >"$RUN/upstream.conf" <<NGX
-worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
-  server { listen 127.0.0.1:18081 backlog=4096; location / { return 200 "ok-a\n"; } }
-  server { listen 127.0.0.1:18082 backlog=4096; location / { return 200 "ok-b\n"; } } }
-NGX
-cat >"$RUN/proxy.conf" <<NGX
-worker_processes 1; daemon off; pid $RUN/proxy.pid; error_log $RUN/proxy.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
-  proxy_http_version 1.1; proxy_set_header Connection "";
-  upstream up_a { server 127.0.0.1:18081; keepalive 128; keepalive_requests 1000000; }
-  upstream up_b { server 127.0.0.1:18082; keepalive 128; keepalive_requests 1000000; }
-  split_clients "\${request_id}" \$split_backend { 90% up_a; * up_b; }
-  server { listen 127.0.0.1:18083 backlog=4096; listen 127.0.0.1:18084 http2 backlog=4096;
-    listen 127.0.0.1:18443 ssl http2 backlog=4096;
-    ssl_certificate $RUN/cert.pem; ssl_certificate_key $RUN/key.pem;
-    location / { proxy_pass http://\$split_backend; } } }
-NGX
-{
-  echo "routes:"
-  for i in $(seq 99); do
-    echo "- name: bench/host-$i"
-    echo "  hostnames: [svc-$i.example]"
-    echo "  rules:"
-    echo "  - matches: [{path: {value: /api}, headers: [{name: x-canary, value: insider}]}]"
-    echo "    backendRefs: [{name: b}]"
-    echo "  - backendRefs: [{name: a}]"
-  done
-  cat <<YAML
-- name: bench/split
-  rules:
-  - backendRefs: [{name: a, weight: 90}, {name: b, weight: 10}]
-    retry: {attempts: 1, codes: [503]}
-    timeouts: {request: 15s, backendRequest: 10s}
-backends:
-- {name: a, role: primary, endpoints: ["127.0.0.1:18081"]}
-- {name: b, role: canary, endpoints: ["127.0.0.1:18082"]}
-YAML
-} >"$RUN/router.yaml"
-
-taskset -c 0 nginx -c "$RUN/upstream.conf" & PIDS+=($!)
-taskset -c 0 nginx -c "$RUN/proxy.conf" & PIDS+=($!)
-taskset -c 0 "$ROUTER" --config "$RUN/router.yaml" --listen 127.0.0.1:18100 --admin-addr 127.0.0.1:18101 --workers 1 \
-  --tls-listen 127.0.0.1:18543 --tls-certificate "$RUN/cert.pem,$RUN/key.pem" >"$RUN/router.log" 2>&1 & PIDS+=($!)
-ROUTER_PID=$!
+bench_setup
+start_router "$ROUTER" 18100 --tls-listen 127.0.0.1:18543 --tls-certificate "$RUN/cert.pem,$RUN/key.pem"
+ROUTER_PID=$STARTED
 sleep 1.5
-NGINX_WORKER=$(pgrep -P "$(cat "$RUN/proxy.pid")" | head -1)
 
 declare -A URL=([direct]=http://127.0.0.1:18081/ [nginx]=http://127.0.0.1:18083/ [siskin]=http://127.0.0.1:18100/)
 declare -A H2C=([direct]="" [nginx]=http://127.0.0.1:18084/ [siskin]=http://127.0.0.1:18100/)
@@ -97,11 +51,7 @@ for t in nginx siskin; do
   curl -sfk --http2 "${TLS[$t]}" >/dev/null || { echo "$t: no TLS answer"; exit 1; }
 done
 
-cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
-TCK=$(getconf CLK_TCK)
-per_req() { awk -v d="$1" -v n="$2" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6/n}'; }
 declare -A RPS CPU P50 P99 P999 H2RPS H2CPU H2MEAN TLSRPS TLSCPU TH2RPS TH2CPU
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # h2load's summary: requests/s from "finished in", requests done, mean request time (µs).
 h2run() { # url
   taskset -c 1 h2load -t1 -c16 -m10 -D "$DUR" --warm-up-time=1 "$1" 2>/dev/null
@@ -137,6 +87,17 @@ for rep in $(seq "$REPS"); do
     TH2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | h2done)") "
   done
 done
+
+# Paired: nginx and siskin at the same time, and siskin with a second copy of itself.
+start_router "$ROUTER" 18200; SELF_PID=$STARTED; sleep 1
+PCPU=""; PTHR=""; SCPU=""; STHR=""
+for rep in $(seq "$REPS"); do
+  read -r cr tr _ < <(pair "${URL[nginx]}" "$NGINX_WORKER" "${URL[siskin]}" "$ROUTER_PID" "$PAIR_SECS")
+  PCPU+="$cr "; PTHR+="$tr "
+  read -r cr tr _ < <(pair "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS")
+  SCPU+="$cr "; STHR+="$tr "
+done
+kill "$SELF_PID"
 
 # Weight changes under load: 0 -> 100 % in 5 % steps and back, every 100 ms, at a fixed rate.
 ( for i in $(seq 0 40); do w=$(( i <= 20 ? i*5 : (40-i)*5 ));
@@ -187,6 +148,7 @@ echo
 echo "- siskin / nginx, HTTP/1.1: throughput **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
 echo "- siskin / nginx, h2c: throughput **$(ratio "$(m "${H2RPS[siskin]}")" "$(m "${H2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${H2CPU[siskin]}")" "$(m "${H2CPU[nginx]}")")x**"
 echo "- siskin / nginx, TLS HTTP/1.1: throughput **$(ratio "$(m "${TLSRPS[siskin]}")" "$(m "${TLSRPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TLSCPU[siskin]}")" "$(m "${TLSCPU[nginx]}")")x**; TLS h2: throughput **$(ratio "$(m "${TH2RPS[siskin]}")" "$(m "${TH2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TH2CPU[siskin]}")" "$(m "${TH2CPU[nginx]}")")x**"
+echo "- paired (both loaded at once, wrk -t1 -c64 -d${PAIR_SECS}s each, $REPS reps): siskin / nginx CPU per request **$(echo "$PCPU" | median)x** (range $(echo "$PCPU" | range)), throughput **$(echo "$PTHR" | median)x** (range $(echo "$PTHR" | range)); siskin / a second siskin, the method's own bias: CPU per request $(echo "$SCPU" | median)x (range $(echo "$SCPU" | range)), throughput $(echo "$STHR" | median)x"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
 echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as \"aborted due to deadline\")"
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }

@@ -1,0 +1,102 @@
+# Shared by router/bench/run.sh and router/bench/pair.sh (sourced, not run): the tools, the
+# certificate, the upstream and the nginx proxy, the router's table, and the paired measurement.
+# Loopback only; every load is bounded in time. Layout (2 cores): upstream and proxies share
+# CPU 0, the load generator runs on CPU 1.
+
+need() { command -v "$1" >/dev/null 2>&1; }
+bench_tools() {
+  if ! need nginx || ! need wrk || ! need taskset || ! need h2load || ! need openssl; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux nghttp2-client openssl >/dev/null
+  fi
+  need oha || cargo install oha --locked
+}
+
+RUN=$(mktemp -d /tmp/siskin-bench.XXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
+trap cleanup EXIT
+
+# Writes the certificate, the upstream's and nginx proxy's configurations and the router's
+# table (the benchmarked 90/10 route with a retry policy and timeouts among 99 other routes),
+# starts the upstream and nginx on CPU 0, and sets NGINX_WORKER.
+bench_setup() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
+  cat >"$RUN/upstream.conf" <<NGX
+worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  server { listen 127.0.0.1:18081 backlog=4096; location / { return 200 "ok-a\n"; } }
+  server { listen 127.0.0.1:18082 backlog=4096; location / { return 200 "ok-b\n"; } } }
+NGX
+  cat >"$RUN/proxy.conf" <<NGX
+worker_processes 1; daemon off; pid $RUN/proxy.pid; error_log $RUN/proxy.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  proxy_http_version 1.1; proxy_set_header Connection "";
+  upstream up_a { server 127.0.0.1:18081; keepalive 128; keepalive_requests 1000000; }
+  upstream up_b { server 127.0.0.1:18082; keepalive 128; keepalive_requests 1000000; }
+  split_clients "\${request_id}" \$split_backend { 90% up_a; * up_b; }
+  server { listen 127.0.0.1:18083 backlog=4096; listen 127.0.0.1:18084 http2 backlog=4096;
+    listen 127.0.0.1:18443 ssl http2 backlog=4096;
+    ssl_certificate $RUN/cert.pem; ssl_certificate_key $RUN/key.pem;
+    location / { proxy_pass http://\$split_backend; } } }
+NGX
+  {
+    echo "routes:"
+    for i in $(seq 99); do
+      echo "- name: bench/host-$i"
+      echo "  hostnames: [svc-$i.example]"
+      echo "  rules:"
+      echo "  - matches: [{path: {value: /api}, headers: [{name: x-canary, value: insider}]}]"
+      echo "    backendRefs: [{name: b}]"
+      echo "  - backendRefs: [{name: a}]"
+    done
+    cat <<YAML
+- name: bench/split
+  rules:
+  - backendRefs: [{name: a, weight: 90}, {name: b, weight: 10}]
+    retry: {attempts: 1, codes: [503]}
+    timeouts: {request: 15s, backendRequest: 10s}
+backends:
+- {name: a, role: primary, endpoints: ["127.0.0.1:18081"]}
+- {name: b, role: canary, endpoints: ["127.0.0.1:18082"]}
+YAML
+  } >"$RUN/router.yaml"
+  taskset -c 0 nginx -c "$RUN/upstream.conf" & PIDS+=($!)
+  taskset -c 0 nginx -c "$RUN/proxy.conf" & PIDS+=($!)
+  sleep 1
+  NGINX_WORKER=$(pgrep -P "$(cat "$RUN/proxy.pid")" | head -1)
+}
+
+# Starts BINARY on CPU 0 with the benchmark's table, one worker, cleartext on PORT and admin on
+# PORT+1, plus any further arguments; sets STARTED to its pid.
+start_router() { # binary port [args...]
+  local bin=$1 port=$2; shift 2
+  taskset -c 0 "$bin" --config "$RUN/router.yaml" --listen "127.0.0.1:$port" \
+    --admin-addr "127.0.0.1:$((port + 1))" --workers 1 "$@" >"$RUN/router-$port.log" 2>&1 &
+  STARTED=$!; PIDS+=("$STARTED")
+}
+
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { [ -n "$1" ] && awk '{print $14+$15}' "/proc/$1/stat" || echo 0; }
+per_req() { awk -v d="$1" -v n="$2" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6/n}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}'; }
+
+# Paired measurement: loads two proxies at the same time for SECONDS, wrk -t1 -c64 each, both
+# generators on CPU 1 and both proxies on CPU 0, so whatever else the host does falls on both
+# alike. Prints "cpu_b/cpu_a rps_b/rps_a cpu_a cpu_b" (CPU per request from /proc/<pid>/stat).
+pair() { # url_a pid_a url_b pid_b seconds
+  local a0 b0 a1 b1 na nb w
+  taskset -c 1 wrk -t1 -c64 -d1s "$1" >/dev/null 2>&1 & w=$!
+  taskset -c 1 wrk -t1 -c64 -d1s "$3" >/dev/null 2>&1; wait "$w"
+  a0=$(cpu_ticks "$2"); b0=$(cpu_ticks "$4")
+  taskset -c 1 wrk -t1 -c64 -d"$5"s "$1" >"$RUN/pair-a.out" & w=$!
+  taskset -c 1 wrk -t1 -c64 -d"$5"s "$3" >"$RUN/pair-b.out"; wait "$w"
+  a1=$(cpu_ticks "$2"); b1=$(cpu_ticks "$4")
+  na=$(awk '/requests in/ {print $1}' "$RUN/pair-a.out"); nb=$(awk '/requests in/ {print $1}' "$RUN/pair-b.out")
+  local ca cb
+  ca=$(per_req $((a1 - a0)) "$na"); cb=$(per_req $((b1 - b0)) "$nb")
+  awk -v ca="$ca" -v cb="$cb" -v na="$na" -v nb="$nb" 'BEGIN {printf "%.3f %.3f %s %s\n", cb/ca, nb/na, ca, cb}'
+}
