@@ -87,7 +87,12 @@ range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END 
 # Paired measurement: loads two proxies at the same time for SECONDS, wrk -t1 -c64 each, both
 # generators on CPU 1 and both proxies on CPU 0, so whatever else the host does falls on both
 # alike. Prints "cpu_b/cpu_a rps_b/rps_a cpu_a cpu_b" (CPU per request from /proc/<pid>/stat).
-pair() { # url_a pid_a url_b pid_b seconds
+# Which generator starts first alternates with ODD (1 or 0), so start order cancels over reps.
+pair() { # url_a pid_a url_b pid_b seconds [odd]
+  if [ "${6:-1}" = 0 ]; then
+    pair "$3" "$4" "$1" "$2" "$5" 1 | awk '{printf "%.3f %.3f %s %s\n", 1/$1, 1/$2, $4, $3}'
+    return
+  fi
   local a0 b0 a1 b1 na nb w
   taskset -c 1 wrk -t1 -c64 -d1s "$1" >/dev/null 2>&1 & w=$!
   taskset -c 1 wrk -t1 -c64 -d1s "$3" >/dev/null 2>&1; wait "$w"

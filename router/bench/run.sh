@@ -92,9 +92,9 @@ done
 start_router "$ROUTER" 18200; SELF_PID=$STARTED; sleep 1
 PCPU=""; PTHR=""; SCPU=""; STHR=""
 for rep in $(seq "$REPS"); do
-  read -r cr tr _ < <(pair "${URL[nginx]}" "$NGINX_WORKER" "${URL[siskin]}" "$ROUTER_PID" "$PAIR_SECS")
+  read -r cr tr _ < <(pair "${URL[nginx]}" "$NGINX_WORKER" "${URL[siskin]}" "$ROUTER_PID" "$PAIR_SECS" $((rep % 2)))
   PCPU+="$cr "; PTHR+="$tr "
-  read -r cr tr _ < <(pair "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS")
+  read -r cr tr _ < <(pair "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS" $((rep % 2)))
   SCPU+="$cr "; STHR+="$tr "
 done
 kill "$SELF_PID"

@@ -272,6 +272,52 @@ async fn retries_connection_refused_and_times_out_with_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_bounds_every_attempt_and_backoff() {
+    let slow = Upstream::start("slow", false).await;
+    slow.delay_ms.store(2000, SeqCst);
+    let failing = Upstream::start("failing", false).await;
+    failing.status.store(503, SeqCst);
+    // /slow: attempts of 200 ms each, retried, within a request of 500 ms. /backoff: a 503
+    // retried after a 2 s pause that the request's 300 ms cut short. /alone: a request
+    // timeout with no backend timeout.
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - matches: [{{path: {{value: /slow}}}}]\n    timeouts: {{request: 500ms, backendRequest: 200ms}}\n    retry: {{attempts: 5, backoff: 1ms}}\n    backendRefs: [{{name: slow}}]\n  - matches: [{{path: {{value: /backoff}}}}]\n    timeouts: {{request: 300ms}}\n    retry: {{attempts: 2, backoff: 2s, codes: [503]}}\n    backendRefs: [{{name: failing}}]\n  - matches: [{{path: {{value: /alone}}}}]\n    timeouts: {{request: 300ms}}\n    backendRefs: [{{name: slow}}]\n{}",
+        backends(&[
+            ("slow", &[slow.port], "primary"),
+            ("failing", &[failing.port], "primary")
+        ])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    for (path, at_least, at_most) in [
+        ("/slow", 450, 1200),
+        ("/backoff", 250, 1200),
+        ("/alone", 250, 1200),
+    ] {
+        let started = Instant::now();
+        let (status, body, _) = get(&client, router.port, path, &[]).await;
+        let took = started.elapsed();
+        assert_eq!(status, 504, "{path}: {body}");
+        assert!(
+            took >= Duration::from_millis(at_least) && took < Duration::from_millis(at_most),
+            "{path}: answered after {took:?}"
+        );
+    }
+    let metrics = router.admin_get("/metrics").await.unwrap();
+    // Each path's answer counts once, by what ended it: on /slow two attempts ran out at
+    // 200 ms and were retried, the third at the request's 500 ms.
+    let count = |kind: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.contains(&format!("error_kind=\"{kind}\"")) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!(count("request_timeout"), 3, "{metrics}");
+    assert_eq!(count("backend_timeout"), 0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_endpoint_is_ejected_and_comes_back() {
     let (good, bad) = (
         Upstream::start("good", false).await,
