@@ -105,3 +105,20 @@ pair() { # url_a pid_a url_b pid_b seconds [odd]
   ca=$(per_req $((a1 - a0)) "$na"); cb=$(per_req $((b1 - b0)) "$nb")
   awk -v ca="$ca" -v cb="$cb" -v na="$na" -v nb="$nb" 'BEGIN {printf "%.3f %.3f %s %s\n", cb/ca, nb/na, ca, cb}'
 }
+
+# Paired latency: oha at RATE requests/s against two proxies at the same time for SECONDS
+# (coordinated-omission corrected). Prints "p50_a p99_a p50_b p99_b" in µs.
+pair_latency() { # url_a url_b rate seconds
+  local w
+  taskset -c 1 oha -z "$4s" -c 16 -q "$3" --latency-correction --no-tui --output-format json "$1" >"$RUN/lat-a.json" & w=$!
+  taskset -c 1 oha -z "$4s" -c 16 -q "$3" --latency-correction --no-tui --output-format json "$2" >"$RUN/lat-b.json"
+  wait "$w"
+  python3 - "$RUN/lat-a.json" "$RUN/lat-b.json" <<'PY'
+import json, sys
+out = []
+for f in sys.argv[1:]:
+    p = json.load(open(f))["latencyPercentiles"]
+    out += ["%.0f" % (p["p50"] * 1e6), "%.0f" % (p["p99"] * 1e6)]
+print(" ".join(out))
+PY
+}

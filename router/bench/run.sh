@@ -8,8 +8,9 @@
 # runs on CPU 1. Throughput: wrk -t1 -c64 (HTTP/1.1) and h2load (HTTP/2), closed loop, in
 # cleartext and with TLS from the client. Latency: oha at a fixed rate with coordinated-omission
 # correction. CPU per request from /proc/<pid>/stat. Targets are interleaved within each rep.
-# Paired: nginx and siskin loaded at the same time (lib.sh's pair), which cancels the host's
-# drift between sequential runs; siskin against a second copy of itself shows the method's bias.
+# Paired: nginx and siskin loaded at the same time (lib.sh's pair and pair_latency), which
+# cancels the host's drift between sequential runs; siskin against a second copy of itself
+# shows the method's bias.
 #
 # The siskin side has its features armed as a user's table would: the benchmarked route splits
 # 90/10, carries a retry policy (503, one more attempt) and request and backend timeouts, and
@@ -90,8 +91,10 @@ done
 
 # Paired: nginx and siskin at the same time, and siskin with a second copy of itself.
 start_router "$ROUTER" 18200; SELF_PID=$STARTED; sleep 1
-PCPU=""; PTHR=""; SCPU=""; STHR=""
+PCPU=""; PTHR=""; SCPU=""; STHR=""; LN50=""; LN99=""; LS50=""; LS99=""
 for rep in $(seq "$REPS"); do
+  read -r n50 n99 s50 s99 < <(pair_latency "${URL[nginx]}" "${URL[siskin]}" "$RATE" "$DUR")
+  LN50+="$n50 "; LN99+="$n99 "; LS50+="$s50 "; LS99+="$s99 "
   read -r cr tr _ < <(pair "${URL[nginx]}" "$NGINX_WORKER" "${URL[siskin]}" "$ROUTER_PID" "$PAIR_SECS" $((rep % 2)))
   PCPU+="$cr "; PTHR+="$tr "
   read -r cr tr _ < <(pair "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS" $((rep % 2)))
@@ -149,6 +152,7 @@ echo "- siskin / nginx, HTTP/1.1: throughput **$(ratio "$(m "${RPS[siskin]}")" "
 echo "- siskin / nginx, h2c: throughput **$(ratio "$(m "${H2RPS[siskin]}")" "$(m "${H2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${H2CPU[siskin]}")" "$(m "${H2CPU[nginx]}")")x**"
 echo "- siskin / nginx, TLS HTTP/1.1: throughput **$(ratio "$(m "${TLSRPS[siskin]}")" "$(m "${TLSRPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TLSCPU[siskin]}")" "$(m "${TLSCPU[nginx]}")")x**; TLS h2: throughput **$(ratio "$(m "${TH2RPS[siskin]}")" "$(m "${TH2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TH2CPU[siskin]}")" "$(m "${TH2CPU[nginx]}")")x**"
 echo "- paired (both loaded at once, wrk -t1 -c64 -d${PAIR_SECS}s each, $REPS reps): siskin / nginx CPU per request **$(echo "$PCPU" | median)x** (range $(echo "$PCPU" | range)), throughput **$(echo "$PTHR" | median)x** (range $(echo "$PTHR" | range)); siskin / a second siskin, the method's own bias: CPU per request $(echo "$SCPU" | median)x (range $(echo "$SCPU" | range)), throughput $(echo "$STHR" | median)x"
+echo "- paired latency (oha -q ${RATE} against each at once, -d${DUR}s, $REPS reps, medians): nginx p50 $(m "$LN50") µs, p99 $(m "$LN99") µs; siskin p50 $(m "$LS50") µs, p99 $(m "$LS99") µs"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
 echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as \"aborted due to deadline\")"
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
