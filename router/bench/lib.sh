@@ -84,24 +84,40 @@ per_req() { awk -v d="$1" -v n="$2" -v hz="$TCK" 'BEGIN {printf "%.2f", d/hz*1e6
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "–" hi}'; }
 
-# Paired measurement: loads two proxies at the same time for SECONDS, wrk -t1 -c64 each, both
-# generators on CPU 1 and both proxies on CPU 0, so whatever else the host does falls on both
-# alike. Prints "cpu_b/cpu_a rps_b/rps_a cpu_a cpu_b" (CPU per request from /proc/<pid>/stat).
-# Which generator starts first alternates with ODD (1 or 0), so start order cancels over reps.
-pair() { # url_a pid_a url_b pid_b seconds [odd]
-  if [ "${6:-1}" = 0 ]; then
-    pair "$3" "$4" "$1" "$2" "$5" 1 | awk '{printf "%.3f %.3f %s %s\n", 1/$1, 1/$2, $4, $3}'
+# One closed-loop load from CPU 1 for SECONDS: wrk -t1 -c64 (HTTP/1.1, cleartext or TLS by
+# the URL's scheme) or h2load -t1 -c16 -m10 (h2: prior knowledge for http, ALPN for https).
+load() { # wrk|h2 url seconds
+  case "$1" in
+    wrk) taskset -c 1 wrk -t1 -c64 -d"$3"s "$2" ;;
+    h2) taskset -c 1 h2load -t1 -c16 -m10 -D "$3" "$2" 2>/dev/null ;;
+  esac
+}
+# Requests a load's output (on stdin) says were served.
+served() { # wrk|h2
+  case "$1" in
+    wrk) awk '/requests in/ {print $1}' ;;
+    h2) awk '/^requests:/ {for (i=2;i<=NF;i++) if ($i == "done,") print $(i-1)}' ;;
+  esac
+}
+
+# Paired measurement: loads two proxies at the same time for SECONDS with the same KIND of load
+# (see load), both generators on CPU 1 and both proxies on CPU 0, so whatever else the host
+# does falls on both alike. Prints "cpu_b/cpu_a rps_b/rps_a cpu_a cpu_b" (CPU per request from
+# /proc/<pid>/stat). Which load starts first alternates with ODD (1 or 0), so start order
+# cancels over repetitions.
+pair() { # kind url_a pid_a url_b pid_b seconds [odd]
+  if [ "${7:-1}" = 0 ]; then
+    pair "$1" "$4" "$5" "$2" "$3" "$6" 1 | awk '{printf "%.3f %.3f %s %s\n", 1/$1, 1/$2, $4, $3}'
     return
   fi
-  local a0 b0 a1 b1 na nb w
-  taskset -c 1 wrk -t1 -c64 -d1s "$1" >/dev/null 2>&1 & w=$!
-  taskset -c 1 wrk -t1 -c64 -d1s "$3" >/dev/null 2>&1; wait "$w"
-  a0=$(cpu_ticks "$2"); b0=$(cpu_ticks "$4")
-  taskset -c 1 wrk -t1 -c64 -d"$5"s "$1" >"$RUN/pair-a.out" & w=$!
-  taskset -c 1 wrk -t1 -c64 -d"$5"s "$3" >"$RUN/pair-b.out"; wait "$w"
-  a1=$(cpu_ticks "$2"); b1=$(cpu_ticks "$4")
-  na=$(awk '/requests in/ {print $1}' "$RUN/pair-a.out"); nb=$(awk '/requests in/ {print $1}' "$RUN/pair-b.out")
-  local ca cb
+  local a0 b0 a1 b1 na nb ca cb w
+  load "$1" "$2" 1 >/dev/null 2>&1 & w=$!
+  load "$1" "$4" 1 >/dev/null 2>&1; wait "$w"
+  a0=$(cpu_ticks "$3"); b0=$(cpu_ticks "$5")
+  load "$1" "$2" "$6" >"$RUN/pair-a.out" & w=$!
+  load "$1" "$4" "$6" >"$RUN/pair-b.out"; wait "$w"
+  a1=$(cpu_ticks "$3"); b1=$(cpu_ticks "$5")
+  na=$(served "$1" <"$RUN/pair-a.out"); nb=$(served "$1" <"$RUN/pair-b.out")
   ca=$(per_req $((a1 - a0)) "$na"); cb=$(per_req $((b1 - b0)) "$nb")
   awk -v ca="$ca" -v cb="$cb" -v na="$na" -v nb="$nb" 'BEGIN {printf "%.3f %.3f %s %s\n", cb/ca, nb/na, ca, cb}'
 }

@@ -24,7 +24,7 @@ declare -A CPU THR
 for rep in $(seq "$REPS"); do
   for p in "b/a $UA $PA $UB $PB" "a/nginx $NGINX $NGINX_WORKER $UA $PA" "b/nginx $NGINX $NGINX_WORKER $UB $PB"; do
     set -- $p
-    read -r cr tr ca cb < <(pair "$2" "$3" "$4" "$5" "$SECS" $((rep % 2)))
+    read -r cr tr ca cb < <(pair wrk "$2" "$3" "$4" "$5" "$SECS" $((rep % 2)))
     echo "rep $rep $1: CPU per request $cb / $ca µs = $cr, throughput $tr"
     CPU[$1]+="$cr "; THR[$1]+="$tr "
   done

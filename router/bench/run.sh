@@ -58,7 +58,6 @@ h2run() { # url
   taskset -c 1 h2load -t1 -c16 -m10 -D "$DUR" --warm-up-time=1 "$1" 2>/dev/null
 }
 h2rps() { awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}'; }
-h2done() { awk '/^requests:/ {for (i=2;i<=NF;i++) if ($i == "done,") print $(i-1)}'; }
 h2mean() { awk '/^time for request:/ {v=$6; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1e6}; print v}'; }
 
 for rep in $(seq "$REPS"); do
@@ -68,7 +67,7 @@ for rep in $(seq "$REPS"); do
     out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${URL[$t]}")
     c1=$(cpu_ticks "${PID[$t]}")
     RPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
-    [ "$t" != direct ] && CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | awk '/requests in/ {print $1}')") "
+    [ "$t" != direct ] && CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served wrk)") "
     js=$(taskset -c 1 oha -z "${DUR}s" -c 16 -q "$RATE" --latency-correction --no-tui --output-format json "${URL[$t]}")
     P50[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p50"]*1e6)') "
     P99[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99"]*1e6)') "
@@ -77,27 +76,34 @@ for rep in $(seq "$REPS"); do
     # HTTP/2 from the client (h2c), HTTP/1.1 to the upstream.
     c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${H2C[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
     H2RPS[$t]+="$(echo "$out" | h2rps) "; H2MEAN[$t]+="$(echo "$out" | h2mean) "
-    H2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | h2done)") "
+    H2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served h2)") "
     # TLS from the client: HTTP/1.1 (wrk, keep-alive) and HTTP/2 (h2load, ALPN h2).
     taskset -c 1 wrk -t1 -c64 -d2s "${TLS[$t]}" >/dev/null 2>&1
     c0=$(cpu_ticks "${PID[$t]}"); out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
     TLSRPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
-    TLSCPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | awk '/requests in/ {print $1}')") "
+    TLSCPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served wrk)") "
     c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
     TH2RPS[$t]+="$(echo "$out" | h2rps) "
-    TH2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | h2done)") "
+    TH2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served h2)") "
   done
 done
 
 # Paired: nginx and siskin at the same time, and siskin with a second copy of itself.
 start_router "$ROUTER" 18200; SELF_PID=$STARTED; sleep 1
-PCPU=""; PTHR=""; SCPU=""; STHR=""; LN50=""; LN99=""; LS50=""; LS99=""
+declare -A PCPU PTHR
+KINDS=(http1 h2c tls tls-h2)
+declare -A LOAD=([http1]=wrk [h2c]=h2 [tls]=wrk [tls-h2]=h2)
+declare -A PURL_N=([http1]=${URL[nginx]} [h2c]=${H2C[nginx]} [tls]=${TLS[nginx]} [tls-h2]=${TLS[nginx]})
+declare -A PURL_S=([http1]=${URL[siskin]} [h2c]=${H2C[siskin]} [tls]=${TLS[siskin]} [tls-h2]=${TLS[siskin]})
+SCPU=""; STHR=""; LN50=""; LN99=""; LS50=""; LS99=""
 for rep in $(seq "$REPS"); do
   read -r n50 n99 s50 s99 < <(pair_latency "${URL[nginx]}" "${URL[siskin]}" "$RATE" "$DUR")
   LN50+="$n50 "; LN99+="$n99 "; LS50+="$s50 "; LS99+="$s99 "
-  read -r cr tr _ < <(pair "${URL[nginx]}" "$NGINX_WORKER" "${URL[siskin]}" "$ROUTER_PID" "$PAIR_SECS" $((rep % 2)))
-  PCPU+="$cr "; PTHR+="$tr "
-  read -r cr tr _ < <(pair "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS" $((rep % 2)))
+  for k in "${KINDS[@]}"; do
+    read -r cr tr _ < <(pair "${LOAD[$k]}" "${PURL_N[$k]}" "$NGINX_WORKER" "${PURL_S[$k]}" "$ROUTER_PID" "$PAIR_SECS" $((rep % 2)))
+    PCPU[$k]+="$cr "; PTHR[$k]+="$tr "
+  done
+  read -r cr tr _ < <(pair wrk "${URL[siskin]}" "$ROUTER_PID" http://127.0.0.1:18200/ "$SELF_PID" "$PAIR_SECS" $((rep % 2)))
   SCPU+="$cr "; STHR+="$tr "
 done
 kill "$SELF_PID"
@@ -151,7 +157,15 @@ echo
 echo "- siskin / nginx, HTTP/1.1: throughput **$(ratio "$(m "${RPS[siskin]}")" "$(m "${RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${CPU[siskin]}")" "$(m "${CPU[nginx]}")")x**"
 echo "- siskin / nginx, h2c: throughput **$(ratio "$(m "${H2RPS[siskin]}")" "$(m "${H2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${H2CPU[siskin]}")" "$(m "${H2CPU[nginx]}")")x**"
 echo "- siskin / nginx, TLS HTTP/1.1: throughput **$(ratio "$(m "${TLSRPS[siskin]}")" "$(m "${TLSRPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TLSCPU[siskin]}")" "$(m "${TLSCPU[nginx]}")")x**; TLS h2: throughput **$(ratio "$(m "${TH2RPS[siskin]}")" "$(m "${TH2RPS[nginx]}")")x**, CPU per request **$(ratio "$(m "${TH2CPU[siskin]}")" "$(m "${TH2CPU[nginx]}")")x**"
-echo "- paired (both loaded at once, wrk -t1 -c64 -d${PAIR_SECS}s each, $REPS reps): siskin / nginx CPU per request **$(echo "$PCPU" | median)x** (range $(echo "$PCPU" | range)), throughput **$(echo "$PTHR" | median)x** (range $(echo "$PTHR" | range)); siskin / a second siskin, the method's own bias: CPU per request $(echo "$SCPU" | median)x (range $(echo "$SCPU" | range)), throughput $(echo "$STHR" | median)x"
+echo
+echo "Paired: nginx and siskin loaded at the same time, siskin / nginx, median of $REPS reps (range); -d${PAIR_SECS}s each:"
+echo
+echo "| | HTTP/1.1 (wrk -c64) | h2c (h2load -c16 -m10) | TLS HTTP/1.1 (wrk -c64) | TLS h2 (h2load -c16 -m10) |"
+echo "|---|---|---|---|---|"
+printf '| CPU per request |'; for k in "${KINDS[@]}"; do printf ' **%sx** (%s) |' "$(echo "${PCPU[$k]}" | median)" "$(echo "${PCPU[$k]}" | range)"; done; echo
+printf '| throughput |'; for k in "${KINDS[@]}"; do printf ' **%sx** (%s) |' "$(echo "${PTHR[$k]}" | median)" "$(echo "${PTHR[$k]}" | range)"; done; echo
+echo
+echo "- the method's own bias, siskin / a second siskin (fresh, cleartext HTTP/1.1): CPU per request $(echo "$SCPU" | median)x (range $(echo "$SCPU" | range)), throughput $(echo "$STHR" | median)x"
 echo "- paired latency (oha -q ${RATE} against each at once, -d${DUR}s, $REPS reps, medians): nginx p50 $(m "$LN50") µs, p99 $(m "$LN99") µs; siskin p50 $(m "$LS50") µs, p99 $(m "$LS99") µs"
 echo "- added p99 over direct at ${RATE} rps: siskin $(awk -v a="$(m "${P99[siskin]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs, nginx $(awk -v a="$(m "${P99[nginx]}")" -v b="$(m "${P99[direct]}")" 'BEGIN {printf "%+.0f", a-b}') µs"
 echo "- weight changed 41 times in 4 s under ${RATE} rps (0 → 100 % → 0 in 5 % steps): $CODES; config generations reached $GENS (oha counts requests still in flight when its -z deadline ends as \"aborted due to deadline\")"
