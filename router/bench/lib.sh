@@ -16,19 +16,24 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
 trap cleanup EXIT
 
+# The upstream: one nginx worker answering 200 "ok-a" on PORT_A and "ok-b" on PORT_B.
+upstream_conf() { # port_a port_b
+  cat >"$RUN/upstream.conf" <<NGX
+worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
+  server { listen 127.0.0.1:$1 backlog=4096; location / { return 200 "ok-a\n"; } }
+  server { listen 127.0.0.1:$2 backlog=4096; location / { return 200 "ok-b\n"; } } }
+NGX
+}
+
 # Writes the certificate, the upstream's and nginx proxy's configurations and the router's
 # table (the benchmarked 90/10 route with a retry policy and timeouts among 99 other routes),
 # starts the upstream and nginx on CPU 0, and sets NGINX_WORKER.
 bench_setup() {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
     -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
-  cat >"$RUN/upstream.conf" <<NGX
-worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
-  server { listen 127.0.0.1:18081 backlog=4096; location / { return 200 "ok-a\n"; } }
-  server { listen 127.0.0.1:18082 backlog=4096; location / { return 200 "ok-b\n"; } } }
-NGX
+  upstream_conf 18081 18082
   cat >"$RUN/proxy.conf" <<NGX
 worker_processes 1; daemon off; pid $RUN/proxy.pid; error_log $RUN/proxy.err warn;
 events { worker_connections 4096; }

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
 done
 SECS=$((MINUTES * 60))
 
-need() { command -v "$1" >/dev/null 2>&1; }
+source router/bench/lib.sh
 if ! need nginx || ! need taskset; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx util-linux >/dev/null
 fi
@@ -32,18 +32,7 @@ need oha || cargo install oha --locked
 cargo build --release --locked -p siskin-router >/dev/null
 ROUTER=$ROOT/target/release/siskin-router
 
-RUN=$(mktemp -d /tmp/siskin-soak.XXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$RUN"; }
-trap cleanup EXIT
-
-cat >"$RUN/upstream.conf" <<NGX
-worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; keepalive_timeout 75s;
-  server { listen 127.0.0.1:18181 backlog=4096; location / { return 200 "ok-a\n"; } }
-  server { listen 127.0.0.1:18182 backlog=4096; location / { return 200 "ok-b\n"; } } }
-NGX
+upstream_conf 18181 18182
 config() { # canary weight
   cat >"$RUN/router.tmp" <<YAML
 routes:
