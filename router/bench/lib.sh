@@ -1,4 +1,4 @@
-# Shared by router/bench/run.sh and router/bench/pair.sh (sourced, not run): the tools, the
+# Shared by router/bench/run.sh, pair.sh and soak.sh (sourced, not run): the tools, the
 # certificate, the upstream and the nginx proxy, the router's table, and the paired measurement.
 # Loopback only; every load is bounded in time. Layout (2 cores): upstream and proxies share
 # CPU 0, the load generator runs on CPU 1.

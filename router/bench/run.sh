@@ -53,18 +53,17 @@ for t in nginx siskin; do
 done
 
 declare -A RPS CPU P50 P99 P999 H2RPS H2CPU H2MEAN TLSRPS TLSCPU TH2RPS TH2CPU
-# h2load's summary: requests/s from "finished in", requests done, mean request time (µs).
-h2run() { # url
-  taskset -c 1 h2load -t1 -c16 -m10 -D "$DUR" --warm-up-time=1 "$1" 2>/dev/null
-}
+# h2load's summary: requests/s from "finished in", mean request time (µs). Every measured load
+# follows a warm-up of its own kind that is not counted (the CPU ticks and the requests cover
+# the same seconds).
 h2rps() { awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}'; }
 h2mean() { awk '/^time for request:/ {v=$6; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1e6}; print v}'; }
 
 for rep in $(seq "$REPS"); do
   for t in direct nginx siskin; do
-    taskset -c 1 wrk -t1 -c64 -d2s "${URL[$t]}" >/dev/null 2>&1   # warm-up
+    load wrk "${URL[$t]}" 2 >/dev/null 2>&1
     c0=$(cpu_ticks "${PID[$t]}")
-    out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${URL[$t]}")
+    out=$(load wrk "${URL[$t]}" "$DUR")
     c1=$(cpu_ticks "${PID[$t]}")
     RPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
     [ "$t" != direct ] && CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served wrk)") "
@@ -74,15 +73,17 @@ for rep in $(seq "$REPS"); do
     P999[$t]+="$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latencyPercentiles"]["p99.9"]*1e6)') "
     [ "$t" = direct ] && continue
     # HTTP/2 from the client (h2c), HTTP/1.1 to the upstream.
-    c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${H2C[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    load h2 "${H2C[$t]}" 1 >/dev/null
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(load h2 "${H2C[$t]}" "$DUR"); c1=$(cpu_ticks "${PID[$t]}")
     H2RPS[$t]+="$(echo "$out" | h2rps) "; H2MEAN[$t]+="$(echo "$out" | h2mean) "
     H2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served h2)") "
     # TLS from the client: HTTP/1.1 (wrk, keep-alive) and HTTP/2 (h2load, ALPN h2).
-    taskset -c 1 wrk -t1 -c64 -d2s "${TLS[$t]}" >/dev/null 2>&1
-    c0=$(cpu_ticks "${PID[$t]}"); out=$(taskset -c 1 wrk -t1 -c64 -d"${DUR}"s "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    load wrk "${TLS[$t]}" 2 >/dev/null 2>&1
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(load wrk "${TLS[$t]}" "$DUR"); c1=$(cpu_ticks "${PID[$t]}")
     TLSRPS[$t]+="$(echo "$out" | awk '/Requests\/sec/ {print $2}') "
     TLSCPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served wrk)") "
-    c0=$(cpu_ticks "${PID[$t]}"); out=$(h2run "${TLS[$t]}"); c1=$(cpu_ticks "${PID[$t]}")
+    load h2 "${TLS[$t]}" 1 >/dev/null
+    c0=$(cpu_ticks "${PID[$t]}"); out=$(load h2 "${TLS[$t]}" "$DUR"); c1=$(cpu_ticks "${PID[$t]}")
     TH2RPS[$t]+="$(echo "$out" | h2rps) "
     TH2CPU[$t]+="$(per_req $((c1-c0)) "$(echo "$out" | served h2)") "
   done
