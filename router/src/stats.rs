@@ -7,18 +7,21 @@
 //!
 //! Memory follows traffic. A series that never served a request holds only its names (shared
 //! with the routing table) and one empty pointer, so a table of a thousand routes costs little
-//! until they are used. The counters arrive with the first request (about 0.5 KB); the
-//! one-second slots come ten at a time and each five-second histogram when its period first
-//! sees a request, so a series with steady traffic holds about 5 KB and one that served a single
-//! request about 0.9 KB.
+//! until they are used. The counters arrive with the first request (about 0.3 KB), the error
+//! counters with the first failure; the one-second slots come ten at a time, each five-second
+//! slot when its period first sees a request, and its fine histogram sixteen buckets at a time
+//! as latencies land in them. A series that served a single request holds about 0.6 KB; one
+//! with steady traffic a few KB. The lazily made parts sit behind [`OnceBox`]es, one word each.
 
 use std::{
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
     },
     time::Duration,
 };
+
+use once_cell::race::OnceBox;
 
 use siskin_route::{BackendReport, Role, Samples, WindowStats, latency};
 
@@ -34,6 +37,10 @@ const SLOTS: usize = 60;
 const CHUNK: usize = 10;
 const FINE: usize = latency::BUCKETS;
 const FINE_SLOTS: usize = (SLOTS as u64 / latency::SLOT_SECONDS) as usize;
+/// Fine latency buckets are allocated in groups of this many.
+const GROUP: usize = 16;
+const GROUPS: usize = FINE.div_ceil(GROUP);
+const KINDS: usize = ErrorKind::ALL.len();
 
 /// Statistics of one backend of one rule.
 #[derive(Debug)]
@@ -47,7 +54,7 @@ pub struct BackendStats {
     /// Role of the backend (`primary`, `canary`).
     pub role: Role,
     /// Everything counted, from the first request on.
-    live: OnceLock<Box<Live>>,
+    live: OnceBox<Live>,
 }
 
 /// Counters and windows of a series that has served requests.
@@ -56,37 +63,76 @@ struct Live {
     classes: [AtomicU64; 5],
     hist: [AtomicU64; NB],
     sum_us: AtomicU64,
-    errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// Failures by [`ErrorKind`], made at the first failure.
+    errors: OnceBox<[AtomicU64; KINDS]>,
     /// One-second slots, [`CHUNK`] to an allocation, made when first written.
-    seconds: [OnceLock<Box<[Slot; CHUNK]>>; SLOTS / CHUNK],
+    seconds: [OnceBox<[Slot; CHUNK]>; SLOTS / CHUNK],
     /// Five-second slots, each made when first written.
-    fine: [OnceLock<Box<FineSlot>>; FINE_SLOTS],
+    fine: [OnceBox<FineSlot>; FINE_SLOTS],
 }
 
 /// One second of requests and failures.
 #[derive(Debug, Default)]
 struct Slot {
-    sec: AtomicU64,
+    /// The second (since the epoch) this slot holds.
+    sec: AtomicU32,
     requests: AtomicU32,
     failures: AtomicU32,
 }
 
 /// Five seconds of requests, failures and fine latency buckets.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct FineSlot {
     /// First second of the slot (a multiple of [`latency::SLOT_SECONDS`]).
-    start: AtomicU64,
+    start: AtomicU32,
     requests: AtomicU32,
     failures: AtomicU32,
-    hist: [AtomicU32; FINE],
+    /// Fine latency buckets, [`GROUP`] to an allocation, made when first written.
+    hist: [OnceBox<[AtomicU32; GROUP]>; GROUPS],
+}
+
+/// Seconds since the epoch as stored in the slots (which hold them until 2106).
+fn sec32(sec: u64) -> u32 {
+    u32::try_from(sec).unwrap_or(u32::MAX)
 }
 
 /// Claims `slot` for the period starting at `start`: the first event of a new period resets
 /// what the slot held a window ago.
-fn claim(mark: &AtomicU64, start: u64, reset: impl FnOnce()) {
+fn claim(mark: &AtomicU32, start: u32, reset: impl FnOnce()) {
     let seen = mark.load(Relaxed);
     if seen != start && mark.compare_exchange(seen, start, Relaxed, Relaxed).is_ok() {
         reset();
+    }
+}
+
+fn zeroed<const N: usize>() -> Box<[AtomicU32; N]> {
+    Box::new(std::array::from_fn(|_| AtomicU32::new(0)))
+}
+
+// === impl FineSlot ===
+
+impl FineSlot {
+    fn add(&self, bucket: usize) {
+        let group = self.hist[bucket / GROUP].get_or_init(zeroed);
+        group[bucket % GROUP].fetch_add(1, Relaxed);
+    }
+
+    fn clear(&self) {
+        self.requests.store(0, Relaxed);
+        self.failures.store(0, Relaxed);
+        for group in self.hist.iter().filter_map(OnceBox::get) {
+            group.iter().for_each(|h| h.store(0, Relaxed));
+        }
+    }
+
+    /// Adds this slot's buckets to `hist`.
+    fn sum_into(&self, hist: &mut [u64; FINE]) {
+        for (g, group) in self.hist.iter().enumerate() {
+            let Some(group) = group.get() else { continue };
+            for (h, n) in hist.iter_mut().skip(g * GROUP).zip(group.iter()) {
+                *h += u64::from(n.load(Relaxed));
+            }
+        }
     }
 }
 
@@ -98,7 +144,7 @@ impl Live {
             classes: Default::default(),
             hist: Default::default(),
             sum_us: AtomicU64::new(0),
-            errors: Default::default(),
+            errors: OnceBox::new(),
             seconds: Default::default(),
             fine: Default::default(),
         }
@@ -116,8 +162,15 @@ impl Live {
     fn written_seconds(&self) -> impl Iterator<Item = &Slot> {
         self.seconds
             .iter()
-            .filter_map(OnceLock::get)
+            .filter_map(OnceBox::get)
             .flat_map(|c| c.iter())
+    }
+
+    /// Failures of `kind` so far.
+    fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors
+            .get()
+            .map_or(0, |e| e[kind.index()].load(Relaxed))
     }
 }
 
@@ -138,7 +191,7 @@ impl BackendStats {
             route_len,
             backend,
             role,
-            live: OnceLock::new(),
+            live: OnceBox::new(),
         }
     }
 
@@ -158,32 +211,21 @@ impl BackendStats {
             Relaxed,
         );
         if let Some(k) = error {
-            live.errors[k.index()].fetch_add(1, Relaxed);
+            live.errors.get_or_init(Box::default)[k.index()].fetch_add(1, Relaxed);
         }
         let failed = status >= 500 || error.is_some();
         let slot = live.second(now_sec);
-        claim(&slot.sec, now_sec, || {
+        claim(&slot.sec, sec32(now_sec), || {
             slot.requests.store(0, Relaxed);
             slot.failures.store(0, Relaxed);
         });
         slot.requests.fetch_add(1, Relaxed);
         let start = now_sec - now_sec % latency::SLOT_SECONDS;
         let fine = live.fine[((start / latency::SLOT_SECONDS) % FINE_SLOTS as u64) as usize]
-            .get_or_init(|| {
-                Box::new(FineSlot {
-                    start: AtomicU64::new(0),
-                    requests: AtomicU32::new(0),
-                    failures: AtomicU32::new(0),
-                    hist: std::array::from_fn(|_| AtomicU32::new(0)),
-                })
-            });
-        claim(&fine.start, start, || {
-            fine.requests.store(0, Relaxed);
-            fine.failures.store(0, Relaxed);
-            fine.hist.iter().for_each(|h| h.store(0, Relaxed));
-        });
+            .get_or_init(Box::default);
+        claim(&fine.start, sec32(start), || fine.clear());
         fine.requests.fetch_add(1, Relaxed);
-        fine.hist[latency::bucket(latency.as_secs_f64() * 1000.0)].fetch_add(1, Relaxed);
+        fine.add(latency::bucket(latency.as_secs_f64() * 1000.0));
         if failed {
             slot.failures.fetch_add(1, Relaxed);
             fine.failures.fetch_add(1, Relaxed);
@@ -204,7 +246,7 @@ impl BackendStats {
         };
         let mut failures = 0u64;
         for slot in live.written_seconds() {
-            let sec = slot.sec.load(Relaxed);
+            let sec = u64::from(slot.sec.load(Relaxed));
             if sec + seconds <= now_sec || sec > now_sec {
                 continue;
             }
@@ -234,16 +276,14 @@ impl BackendStats {
         let oldest = current.saturating_sub((slots - 1) * latency::SLOT_SECONDS);
         let mut hist = [0u64; FINE];
         let (mut requests, mut failures) = (0, 0);
-        for slot in live.fine.iter().filter_map(OnceLock::get) {
-            let start = slot.start.load(Relaxed);
+        for slot in live.fine.iter().filter_map(OnceBox::get) {
+            let start = u64::from(slot.start.load(Relaxed));
             if start < oldest || start > current {
                 continue;
             }
             requests += u64::from(slot.requests.load(Relaxed));
             failures += u64::from(slot.failures.load(Relaxed));
-            for (h, s) in hist.iter_mut().zip(slot.hist.iter()) {
-                *h += u64::from(s.load(Relaxed));
-            }
+            slot.sum_into(&mut hist);
         }
         (requests, failures, hist, now_sec + 1 - oldest)
     }
@@ -303,7 +343,7 @@ impl BackendStats {
         // A series without traffic yet is rendered as zeros (its histogram and count), so
         // rates start from its first scrape.
         let idle = Live::new();
-        let live = self.live.get().map_or(&idle, |b| &**b);
+        let live = self.live.get().unwrap_or(&idle);
         for (i, c) in live.classes.iter().enumerate() {
             let n = c.load(Relaxed);
             if n > 0 {
@@ -335,7 +375,7 @@ impl BackendStats {
             "siskin_router_request_duration_seconds_count{{{labels}}} {cumulative}"
         );
         for k in ErrorKind::ALL {
-            let n = live.errors[k.index()].load(Relaxed);
+            let n = live.errors_of(k);
             if n > 0 {
                 let _ = writeln!(
                     out,
@@ -438,6 +478,35 @@ mod tests {
         // Never recorded: empty.
         let idle = series("r", "r/0", "c", Role::Primary);
         assert_eq!(idle.samples(5, 30).requests, 0);
+    }
+
+    #[test]
+    fn fine_buckets_in_every_group_count_and_a_reused_slot_starts_empty() {
+        let s = series("r", "r/0", "b", Role::Primary);
+        // The lowest and the overflow bucket lie in the first and last group.
+        s.record(100, 200, None, Duration::from_micros(10));
+        s.record(100, 200, None, Duration::from_secs(3600));
+        let low = latency::bucket(0.01) as u16;
+        let high = latency::bucket(3_600_000.0) as u16;
+        assert_eq!((low, usize::from(high)), (0, FINE - 1));
+        assert_eq!(s.samples(100, 5).latency, vec![(low, 1), (high, 1)]);
+        // A minute later the same five-second slot and one-second slot are reused: what they
+        // held is gone, the new request alone is counted.
+        let b = latency::bucket(3.0) as u16;
+        s.record(
+            160,
+            500,
+            Some(ErrorKind::UpstreamFailed),
+            Duration::from_millis(3),
+        );
+        let again = s.samples(160, 5);
+        assert_eq!((again.requests, again.failures), (1, 1));
+        assert_eq!(again.latency, vec![(b, 1)]);
+        assert_eq!(s.window(160, 1).requests, 1);
+        let mut out = String::new();
+        s.render(&mut out);
+        assert!(out.contains("error_kind=\"upstream_failed\"} 1"), "{out}");
+        assert!(!out.contains("error_kind=\"backend_timeout\""), "{out}");
     }
 
     #[test]
