@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod h1;
 pub mod kube_source;
 pub mod proxy;
 pub mod server;

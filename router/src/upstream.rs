@@ -4,7 +4,10 @@
 //! HTTP/1.1 upstreams go through the router's own pool: each endpoint keeps a stack of idle
 //! keep-alive connections, a request takes the most recent one (or dials), and the response
 //! body puts it back the moment its last byte is read. No task is spawned per request and
-//! no pool key is hashed. HTTP/2 upstreams (h2c, h2 over TLS) multiplex on hyper-util's client.
+//! no pool key is hashed. Over cleartext, requests with an empty or small known body are
+//! exchanged by the request's own task ([`crate::h1`]); streamed uploads, upgrades and TLS
+//! upstreams use hyper's client connections. HTTP/2 upstreams (h2c, h2 over TLS) multiplex on
+//! hyper-util's client.
 
 use std::{
     pin::Pin,
@@ -18,7 +21,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, Uri, uri::Scheme};
-use http_body_util::{BodyExt, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{
     body::{Body as HttpBody, Frame, Incoming, SizeHint},
     client::conn::http1,
@@ -31,6 +34,8 @@ use hyper_util::{
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use siskin_route::{BackendTls, Protocol};
+
+use crate::h1;
 
 /// Boxed error crossing layers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -90,8 +95,27 @@ pub struct Endpoint {
 #[derive(Debug)]
 struct Idle {
     client: u64,
-    sender: http1::SendRequest<Body>,
+    conn: IdleConn,
     since: Instant,
+}
+
+/// The two kinds of pooled HTTP/1.1 connections.
+#[derive(Debug)]
+enum IdleConn {
+    /// A hyper client connection (its task reads and writes the socket).
+    Hyper(http1::SendRequest<Body>),
+    /// A socket the request's own task exchanges on ([`crate::h1`]).
+    Own(h1::Conn),
+}
+
+impl IdleConn {
+    /// Known to be closed (an own connection is checked when taken).
+    fn is_closed(&self) -> bool {
+        match self {
+            IdleConn::Hyper(s) => s.is_closed(),
+            IdleConn::Own(_) => false,
+        }
+    }
 }
 
 /// The endpoints of a backend.
@@ -192,6 +216,16 @@ impl Http1Client {
     ) -> Result<Response<Body>, UpstreamError> {
         // An upgraded connection belongs to the tunnel; it never returns to the pool.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
+        if let Dial::Plain(connector) = &self.dial
+            && !upgrade
+            && req
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= h1::MAX_BUFFERED)
+        {
+            return self.exchange(connector, endpoint, req).await;
+        }
         loop {
             let (mut sender, reused) = match endpoint.take_idle(self.id) {
                 Some(s) => (s, true),
@@ -220,6 +254,99 @@ impl Http1Client {
                 },
             }
         }
+    }
+
+    /// Sends `req` (whose body is small and of known length) on an own connection: the most
+    /// recent idle one, or a new one. A reused connection found closed before it answered
+    /// takes the request again on the next (or a new) one when nothing was written, or when
+    /// the method is idempotent: the keep-alive race, where the upstream closed an idle
+    /// connection as the request went out.
+    async fn exchange(
+        &self,
+        connector: &HttpConnector,
+        endpoint: &Arc<Endpoint>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(UpstreamError::Send)?
+            .to_bytes();
+        let idempotent = matches!(
+            parts.method,
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::OPTIONS
+                | http::Method::PUT
+                | http::Method::DELETE
+                | http::Method::TRACE
+        );
+        loop {
+            let (mut conn, reused) = match endpoint.take_own(self.id) {
+                Some(c) => (c, true),
+                None => (self.dial_own(connector, endpoint).await?, false),
+            };
+            match conn.exchange(&parts, &body).await {
+                Ok(head) => return Ok(self.respond(endpoint, conn, head)),
+                Err(h1::H1Error::Closed { unsent }) if reused && (unsent || idempotent) => {}
+                Err(e) => return Err(UpstreamError::Send(e.into())),
+            }
+        }
+    }
+
+    /// Dials a new own connection.
+    async fn dial_own(
+        &self,
+        connector: &HttpConnector,
+        endpoint: &Endpoint,
+    ) -> Result<h1::Conn, UpstreamError> {
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(endpoint.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
+        let io = dial(connector.clone(), uri).await?;
+        Ok(h1::Conn::new(io.into_inner()))
+    }
+
+    /// The response of an own exchange: a body that has arrived whole is handed over as bytes
+    /// and its connection goes back at once; any other streams, and returns the connection at
+    /// its end.
+    fn respond(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        mut conn: h1::Conn,
+        head: h1::Head,
+    ) -> Response<Body> {
+        let whole = match head.framing {
+            h1::Framing::Empty => Some(Bytes::new()),
+            h1::Framing::Length(n) => conn.take_whole(n),
+            h1::Framing::Chunked | h1::Framing::Close => None,
+        };
+        let body = match whole {
+            Some(bytes) => {
+                if head.keep_alive && !conn.has_leftover() {
+                    endpoint.put_idle(self.id, IdleConn::Own(conn));
+                }
+                Full::new(bytes)
+                    .map_err(|e| -> BoxError { match e {} })
+                    .boxed()
+            }
+            None => {
+                let (endpoint, client) = (endpoint.clone(), self.id);
+                h1::Streaming::new(conn, head.framing, head.keep_alive, move |c| {
+                    endpoint.put_idle(client, IdleConn::Own(c));
+                })
+                .boxed()
+            }
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
     }
 
     /// Dials `endpoint` and starts the connection's task.
@@ -301,7 +428,7 @@ impl Pooled {
 
     fn checkin(&mut self) {
         if let Some(c) = self.back.take() {
-            c.endpoint.put_idle(c.client, c.sender);
+            c.endpoint.put_idle(c.client, IdleConn::Hyper(c.sender));
         }
     }
 }
@@ -362,9 +489,9 @@ impl Endpoint {
         }
     }
 
-    /// The most recently idled connection of `client` that is open, not too old, and ready
-    /// for a request. Closed and expired ones met on the way go; one that is not ready yet
-    /// (still sending the body of a request its upstream answered early) stays, so a new
+    /// The most recently idled hyper connection of `client` that is open, not too old, and
+    /// ready for a request. Closed and expired ones met on the way go; one that is not ready
+    /// yet (still sending the body of a request its upstream answered early) stays, so a new
     /// request never waits behind another's upload.
     fn take_idle(&self, client: u64) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -375,10 +502,38 @@ impl Endpoint {
             if i.client != client {
                 continue;
             }
-            if i.sender.is_closed() || i.since.elapsed() >= IDLE_TIMEOUT {
+            let IdleConn::Hyper(sender) = &i.conn else {
+                continue;
+            };
+            if sender.is_closed() || i.since.elapsed() >= IDLE_TIMEOUT {
                 idle.remove(at);
-            } else if i.sender.is_ready() {
-                return Some(idle.remove(at).sender);
+            } else if sender.is_ready() {
+                if let IdleConn::Hyper(sender) = idle.remove(at).conn {
+                    return Some(sender);
+                }
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The most recently idled own connection of `client` that is not too old and has seen
+    /// nothing arrive since its last response. Others met on the way go.
+    fn take_own(&self, client: u64) -> Option<h1::Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut at = idle.len();
+        while at > 0 {
+            at -= 1;
+            let i = &idle[at];
+            if i.client != client || !matches!(i.conn, IdleConn::Own(_)) {
+                continue;
+            }
+            let fresh = i.since.elapsed() < IDLE_TIMEOUT;
+            if let IdleConn::Own(mut conn) = idle.remove(at).conn
+                && fresh
+                && conn.reusable()
+            {
+                return Some(conn);
             }
         }
         None
@@ -386,22 +541,22 @@ impl Endpoint {
 
     /// Keeps a connection whose response has been read for the next request; closed and
     /// expired ones at the old end go, and the oldest when [`MAX_IDLE_PER_ENDPOINT`] are kept.
-    fn put_idle(&self, client: u64, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    fn put_idle(&self, client: u64, conn: IdleConn) {
+        if conn.is_closed() {
             return;
         }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while idle
             .first()
-            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) >= IDLE_TIMEOUT)
+            .is_some_and(|i| i.conn.is_closed() || now.duration_since(i.since) >= IDLE_TIMEOUT)
             || idle.len() >= MAX_IDLE_PER_ENDPOINT
         {
             idle.remove(0);
         }
         idle.push(Idle {
             client,
-            sender,
+            conn,
             since: now,
         });
     }

@@ -851,3 +851,220 @@ async fn a_request_never_waits_behind_an_upload_its_upstream_answered_early() {
     );
     uploading.abort();
 }
+
+/// A bare HTTP/1.1 upstream on loopback whose answer each path scripts (see
+/// `own_exchange_frames_every_kind_of_answer`); it counts the connections it accepts, and
+/// answers a POST to `/echo` with the length header and body it received.
+async fn scripted_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{Arc, atomic::AtomicUsize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            a.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < length {
+                        let n = s.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "request body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: Vec<u8> = buf.drain(..length).collect();
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    let mut parts: Vec<Vec<u8>> = Vec::new();
+                    let mut close = false;
+                    match path.as_str() {
+                        "/chunked" => {
+                            parts.push(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n".to_vec());
+                            parts.push(b"6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n".to_vec());
+                        }
+                        "/close" => {
+                            parts.push(b"HTTP/1.1 200 OK\r\n\r\nuntil ".to_vec());
+                            parts.push(b"the close".to_vec());
+                            close = true;
+                        }
+                        "/http10" => {
+                            parts.push(b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\n1.0!".to_vec())
+                        }
+                        "/continue" => parts.push(
+                            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone"
+                                .to_vec(),
+                        ),
+                        "/nocontent" => parts.push(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+                        "/head" => parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n".to_vec()),
+                        "/big" => {
+                            parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec());
+                            for i in 0..3u8 {
+                                parts.push(vec![b'a' + i; 100_000]);
+                            }
+                        }
+                        "/conflict" => parts.push(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"
+                                .to_vec(),
+                        ),
+                        "/echo" => {
+                            let seen = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .unwrap_or("none")
+                                .to_string();
+                            let mut answer = format!(
+                                "HTTP/1.1 200 OK\r\nx-length: {seen}\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            answer.extend_from_slice(&body);
+                            parts.push(answer);
+                        }
+                        _ => {
+                            // Answers, then closes without saying so: the next request sent on
+                            // this connection meets its close.
+                            parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec());
+                            close = path == "/bye";
+                        }
+                    }
+                    for part in parts {
+                        if s.write_all(&part).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_exchange_frames_every_kind_of_answer() {
+    let (port, accepted) = scripted_upstream().await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: a}}]\n{}",
+        backends(&[("a", &[port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+    let client = http1_client();
+    let count = || accepted.load(SeqCst);
+
+    // A chunked answer arriving in two writes, with an extension and a trailer; twice on one
+    // connection.
+    for _ in 0..2 {
+        let (status, body, _) = get(&client, router.port, "/chunked", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "hello world"));
+    }
+    assert_eq!(
+        count(),
+        1,
+        "a chunked answer read to its end keeps its connection"
+    );
+    // Its trailer reaches an HTTP/2 client.
+    let h2: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let resp = h2
+        .request(
+            http::Request::get(format!("http://127.0.0.1:{}/chunked", router.port))
+                .header("te", "trailers")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap().get("x-trailer").unwrap(), "t");
+    assert_eq!(collected.to_bytes(), "hello world");
+    assert_eq!(count(), 1);
+
+    // An interim 100 is skipped; 204 and a HEAD answer have no body, and keep the connection.
+    assert_eq!(get(&client, router.port, "/continue", &[]).await.1, "done");
+    assert_eq!(get(&client, router.port, "/nocontent", &[]).await.0, 204);
+    let head = client
+        .request(
+            http::Request::head(format!("http://127.0.0.1:{}/head", router.port))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "10");
+    // A body larger than one read streams in whole.
+    let (status, body, _) = get(&client, router.port, "/big", &[]).await;
+    assert_eq!((status, body.len()), (200, 300_000));
+    assert!(body.starts_with('a') && body.ends_with('c'));
+    assert_eq!(count(), 1, "all of these on the one connection");
+
+    // A small POST goes with its length.
+    let resp = client
+        .request(
+            http::Request::post(format!("http://127.0.0.1:{}/echo", router.port))
+                .body(Full::new(Bytes::from_static(b"payload")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-length"], "7");
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "payload"
+    );
+    let resp = client
+        .request(
+            http::Request::post(format!("http://127.0.0.1:{}/echo", router.port))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-length"], "0", "an empty POST says so");
+    assert_eq!(count(), 1);
+
+    // A body that runs to the close, and an HTTP/1.0 answer: whole, and their connections are
+    // not used again.
+    let (status, body, _) = get(&client, router.port, "/close", &[]).await;
+    assert_eq!((status, body.as_str()), (200, "until the close"));
+    let before = count();
+    for _ in 0..2 {
+        assert_eq!(get(&client, router.port, "/http10", &[]).await.1, "1.0!");
+    }
+    assert_eq!(
+        count() - before,
+        2,
+        "an HTTP/1.0 answer's connection is not reused"
+    );
+
+    // The upstream closes after answering without saying so: the next GET, sent on that
+    // connection before the close is seen, goes again on a new one.
+    for _ in 0..5 {
+        let (status, body, _) = get(&client, router.port, "/bye", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        let (status, body, _) = get(&client, router.port, "/", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+
+    // Two differing lengths: refused with 502, never passed on.
+    let (status, body, _) = get(&client, router.port, "/conflict", &[]).await;
+    assert_eq!(status, 502, "{body}");
+}
