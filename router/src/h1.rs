@@ -25,7 +25,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version,
     header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
-    request::Parts,
 };
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::{
@@ -110,6 +109,40 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// A request as an own exchange sends it: borrowed from the client's request, so nothing of
+/// it is copied but into the bytes written.
+#[derive(Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Origin-form target (path and query).
+    pub target: &'a str,
+    /// Header fields, less those `skip` names.
+    pub headers: &'a HeaderMap,
+    /// Header fields not forwarded (hop-by-hop ones).
+    pub skip: fn(&HeaderName, &HeaderValue) -> bool,
+    /// A `Host` to add (when `headers` has none).
+    pub host: Option<&'a str>,
+    /// The whole body.
+    pub body: &'a Bytes,
+}
+
+impl Outgoing<'_> {
+    /// Whether the method is idempotent (RFC 9110 §9.2.2): sent again when a reused
+    /// connection turns out closed.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            *self.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        )
+    }
+}
+
 // === impl Conn ===
 
 impl Conn {
@@ -146,8 +179,8 @@ impl Conn {
     }
 
     /// Sends the request and reads the response head, skipping interim 1xx answers.
-    pub async fn exchange(&mut self, parts: &Parts, body: &Bytes) -> Result<Head, H1Error> {
-        encode(&mut self.out, parts, body);
+    pub async fn exchange(&mut self, req: &Outgoing<'_>) -> Result<Head, H1Error> {
+        encode(&mut self.out, req);
         let mut written = 0;
         while written < self.out.len() {
             match self.io.write(&self.out[written..]).await {
@@ -163,7 +196,7 @@ impl Conn {
                 Err(e) => return Err(e.into()),
             }
         }
-        let head_request = parts.method == Method::HEAD;
+        let head_request = *req.method == Method::HEAD;
         let mut answered = false;
         loop {
             if !self.buf.is_empty() {
@@ -209,15 +242,19 @@ fn closed(e: &io::Error) -> bool {
 /// Writes the request head (origin form, HTTP/1.1) and body into `out`. The body's length is
 /// sent as `Content-Length` (and for POST, PUT and PATCH also when empty); any
 /// `Content-Length` or `Transfer-Encoding` the request carried is replaced by it.
-fn encode(out: &mut Vec<u8>, parts: &Parts, body: &Bytes) {
+fn encode(out: &mut Vec<u8>, req: &Outgoing<'_>) {
     out.clear();
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+    if let Some(host) = req.host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in req.headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || (req.skip)(name, value) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -225,14 +262,14 @@ fn encode(out: &mut Vec<u8>, parts: &Parts, body: &Bytes) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let expects_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    if !body.is_empty() || expects_body {
+    let expects_body = matches!(*req.method, Method::POST | Method::PUT | Method::PATCH);
+    if !req.body.is_empty() || expects_body {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(req.body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    out.extend_from_slice(req.body);
 }
 
 /// Parses a response head at the front of `buf`, taking it off; `None` while incomplete.
@@ -785,26 +822,34 @@ mod tests {
 
     #[test]
     fn encodes_origin_form_with_the_body_length() {
-        let (mut parts, ()) = http::Request::builder()
-            .method(Method::POST)
-            .uri("/a/b?c=1")
-            .header("host", "svc")
-            .header("transfer-encoding", "chunked")
-            .header("content-length", "99")
-            .body(())
-            .unwrap()
-            .into_parts();
+        let mut headers = HeaderMap::new();
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("content-length", HeaderValue::from_static("99"));
+        headers.insert("connection", HeaderValue::from_static("close"));
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        let body = Bytes::from_static(b"hello");
+        let mut req = Outgoing {
+            method: &Method::POST,
+            target: "/a/b?c=1",
+            headers: &headers,
+            skip: |n, _| n == CONNECTION,
+            host: Some("svc"),
+            body: &body,
+        };
         let mut out = Vec::new();
-        encode(&mut out, &parts, &Bytes::from_static(b"hello"));
+        encode(&mut out, &req);
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "POST /a/b?c=1 HTTP/1.1\r\nhost: svc\r\ncontent-length: 5\r\n\r\nhello"
+            "POST /a/b?c=1 HTTP/1.1\r\nhost: svc\r\nx-a: 1\r\ncontent-length: 5\r\n\r\nhello"
         );
-        parts.method = Method::GET;
-        encode(&mut out, &parts, &Bytes::new());
+        let empty = Bytes::new();
+        req.method = &Method::GET;
+        req.body = &empty;
+        req.host = None;
+        encode(&mut out, &req);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET /a/b?c=1 HTTP/1.1\r\nhost: svc\r\n\r\n"
+            "GET /a/b?c=1 HTTP/1.1\r\nx-a: 1\r\n\r\n"
         );
     }
 }

@@ -197,6 +197,15 @@ impl ReqBody {
     fn replayable(&self) -> bool {
         matches!(self, ReqBody::Buffered(_))
     }
+
+    /// The whole body, when it is at hand: buffered, or a stream that has already ended.
+    fn bytes(&self) -> Option<Bytes> {
+        match self {
+            ReqBody::Buffered(b) => Some(b.clone()),
+            ReqBody::Streaming(Some(s)) if s.is_end_stream() => Some(Bytes::new()),
+            ReqBody::Streaming(_) => None,
+        }
+    }
 }
 
 async fn forward(
@@ -286,22 +295,58 @@ async fn forward(
         else {
             return Err(ErrorKind::NoEndpoint);
         };
-        // The last attempt takes the request's headers; earlier ones copy them for a retry.
-        let headers = if more_after(attempt, attempts) {
-            Headers::Copy(&parts.headers)
-        } else {
-            Headers::Move(std::mem::take(&mut parts.headers))
+        // Cleartext HTTP/1.1 with the body at hand is sent straight from the client's request
+        // by this task (crate::h1); otherwise an upstream request is built for hyper's client,
+        // the last attempt taking the request's headers and earlier ones copying them.
+        let own = client
+            .own()
+            .filter(|_| client_upgrade.is_none())
+            .zip(body.bytes());
+        let upstream = match own {
+            Some(_) => None,
+            None => {
+                let headers = if more_after(attempt, attempts) {
+                    Headers::Copy(&parts.headers)
+                } else {
+                    Headers::Move(std::mem::take(&mut parts.headers))
+                };
+                Some(upstream_request(
+                    &parts,
+                    headers,
+                    (client, &endpoint.authority),
+                    body.take(),
+                    client_upgrade.is_some(),
+                )?)
+            }
         };
-        let upstream = upstream_request(
-            &parts,
-            headers,
-            (client, &endpoint.authority),
-            body.take(),
-            client_upgrade.is_some(),
-        )?;
         let _inflight = endpoint.start();
         let t0 = Instant::now();
-        let sent = client.request(&endpoint, upstream);
+        let sent = async {
+            match (own, upstream) {
+                (Some((http1, bytes)), _) => {
+                    let host = (!parts.headers.contains_key(HOST)).then(|| {
+                        parts
+                            .uri
+                            .authority()
+                            .unwrap_or(&endpoint.authority)
+                            .as_str()
+                    });
+                    let out = crate::h1::Outgoing {
+                        method: &parts.method,
+                        target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                        headers: &parts.headers,
+                        skip: hop_by_hop,
+                        host,
+                        body: &bytes,
+                    };
+                    http1.send_own(&endpoint, &out).await
+                }
+                (None, Some(upstream)) => client.request(&endpoint, upstream).await,
+                (None, None) => Err(crate::upstream::UpstreamError::Send(
+                    "no upstream request".into(),
+                )),
+            }
+        };
         let outcome = match rule.policy().timeouts.backend_request {
             Some(t) => tokio::time::timeout(t.0, sent)
                 .await
@@ -422,6 +467,11 @@ enum Headers<'a> {
 fn dropped(name: &header::HeaderName, value: &HeaderValue, upgrade: bool) -> bool {
     (!upgrade && HOP_BY_HOP.contains(&name.as_str()))
         || (name == header::TE && value.as_bytes() != b"trailers")
+}
+
+/// Hop-by-hop header fields of a request that is not an upgrade: never forwarded.
+fn hop_by_hop(name: &header::HeaderName, value: &HeaderValue) -> bool {
+    dropped(name, value, false)
 }
 
 fn upstream_request(

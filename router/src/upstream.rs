@@ -180,6 +180,14 @@ impl UpstreamClient {
         }
     }
 
+    /// The HTTP/1.1 client whose requests the router can exchange itself (cleartext ones).
+    pub fn own(&self) -> Option<&Http1Client> {
+        match self {
+            UpstreamClient::Http1(c) if matches!(c.dial, Dial::Plain(_)) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The protocol spoken through this client.
     pub fn protocol(&self) -> Protocol {
         match self {
@@ -216,7 +224,7 @@ impl Http1Client {
     ) -> Result<Response<Body>, UpstreamError> {
         // An upgraded connection belongs to the tunnel; it never returns to the pool.
         let upgrade = req.headers().contains_key(http::header::UPGRADE);
-        if let Dial::Plain(connector) = &self.dial
+        if matches!(self.dial, Dial::Plain(_))
             && !upgrade
             && req
                 .body()
@@ -224,7 +232,7 @@ impl Http1Client {
                 .exact()
                 .is_some_and(|n| n <= h1::MAX_BUFFERED)
         {
-            return self.exchange(connector, endpoint, req).await;
+            return self.exchange(endpoint, req).await;
         }
         loop {
             let (mut sender, reused) = match endpoint.take_idle(self.id) {
@@ -256,14 +264,9 @@ impl Http1Client {
         }
     }
 
-    /// Sends `req` (whose body is small and of known length) on an own connection: the most
-    /// recent idle one, or a new one. A reused connection found closed before it answered
-    /// takes the request again on the next (or a new) one when nothing was written, or when
-    /// the method is idempotent: the keep-alive race, where the upstream closed an idle
-    /// connection as the request went out.
+    /// Sends `req` (whose body is small and of known length) on an own connection.
     async fn exchange(
         &self,
-        connector: &HttpConnector,
         endpoint: &Arc<Endpoint>,
         req: Request<Body>,
     ) -> Result<Response<Body>, UpstreamError> {
@@ -273,23 +276,41 @@ impl Http1Client {
             .await
             .map_err(UpstreamError::Send)?
             .to_bytes();
-        let idempotent = matches!(
-            parts.method,
-            http::Method::GET
-                | http::Method::HEAD
-                | http::Method::OPTIONS
-                | http::Method::PUT
-                | http::Method::DELETE
-                | http::Method::TRACE
-        );
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let out = h1::Outgoing {
+            method: &parts.method,
+            target,
+            headers: &parts.headers,
+            skip: |_, _| false,
+            host: None,
+            body: &body,
+        };
+        self.send_own(endpoint, &out).await
+    }
+
+    /// Sends a request on an own connection of a cleartext client: the most recent idle one,
+    /// or a new one. A reused connection found closed before it answered takes the request
+    /// again on the next (or a new) one when nothing was written, or when the method is
+    /// idempotent: the keep-alive race, where the upstream closed an idle connection as the
+    /// request went out.
+    pub async fn send_own(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        out: &h1::Outgoing<'_>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let Dial::Plain(connector) = &self.dial else {
+            return Err(UpstreamError::Connect(
+                "own HTTP/1.1 exchanges are cleartext only".into(),
+            ));
+        };
         loop {
             let (mut conn, reused) = match endpoint.take_own(self.id) {
                 Some(c) => (c, true),
                 None => (self.dial_own(connector, endpoint).await?, false),
             };
-            match conn.exchange(&parts, &body).await {
+            match conn.exchange(out).await {
                 Ok(head) => return Ok(self.respond(endpoint, conn, head)),
-                Err(h1::H1Error::Closed { unsent }) if reused && (unsent || idempotent) => {}
+                Err(h1::H1Error::Closed { unsent }) if reused && (unsent || out.idempotent()) => {}
                 Err(e) => return Err(UpstreamError::Send(e.into())),
             }
         }

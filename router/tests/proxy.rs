@@ -920,6 +920,15 @@ async fn scripted_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUs
                             b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello"
                                 .to_vec(),
                         ),
+                        "/headers" => {
+                            let mut answer = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                head.len()
+                            )
+                            .into_bytes();
+                            answer.extend_from_slice(head.as_bytes());
+                            parts.push(answer);
+                        }
                         "/echo" => {
                             let seen = head
                                 .lines()
@@ -1063,6 +1072,51 @@ async fn own_exchange_frames_every_kind_of_answer() {
         let (status, body, _) = get(&client, router.port, "/", &[]).await;
         assert_eq!((status, body.as_str()), (200, "ok"));
     }
+
+    // Hop-by-hop fields stay behind, `TE: trailers` and the rest go on, and so does the
+    // client's Host; an HTTP/2 client's authority becomes the Host.
+    let (status, seen, _) = get(
+        &client,
+        router.port,
+        "/headers",
+        &[
+            ("proxy-authorization", "Basic c2VjcmV0"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-keep", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The upstream's answer is the request head, less its final empty line.
+    let seen = seen.to_lowercase() + "\r\n";
+    assert!(seen.starts_with("get /headers http/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains(&format!("host: 127.0.0.1:{}\r\n", router.port)),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("x-keep: 1") && seen.contains("te: trailers"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("proxy-authorization") && !seen.contains("keep-alive"),
+        "{seen}"
+    );
+    let resp = h2
+        .request(
+            http::Request::get(format!("http://127.0.0.1:{}/headers", router.port))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let seen = resp.into_body().collect().await.unwrap().to_bytes();
+    let seen = String::from_utf8_lossy(&seen).to_lowercase() + "\r\n";
+    assert!(
+        seen.contains(&format!("host: 127.0.0.1:{}\r\n", router.port)),
+        "{seen}"
+    );
 
     // Two differing lengths: refused with 502, never passed on.
     let (status, body, _) = get(&client, router.port, "/conflict", &[]).await;
