@@ -232,7 +232,10 @@ impl Http1Client {
                 .exact()
                 .is_some_and(|n| n <= h1::MAX_BUFFERED)
         {
-            return self.exchange(endpoint, req).await;
+            // Boxed: the usual own exchange starts from the client's request in the proxy
+            // (UpstreamClient::own), and this rarer one would otherwise make every request's
+            // future larger.
+            return Box::pin(self.exchange(endpoint, req)).await;
         }
         loop {
             let (mut sender, reused) = match endpoint.take_idle(self.id) {
