@@ -42,8 +42,10 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line of a chunked body.
 const MAX_CHUNK_LINE: usize = 4096;
-/// Room kept free in the read buffer before each read.
+/// Room kept free in the read buffer before each read of a response head.
 const READ_ROOM: usize = 4096;
+/// Room kept free before each read of a streamed body (fewer reads for large ones).
+const BODY_READ_ROOM: usize = 32 * 1024;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -598,7 +600,7 @@ impl<F: FnOnce(Conn) + Unpin> HttpBody for Streaming<F> {
                 this.decode = Decode::Done;
                 return Poll::Ready(Some(Err(e.into())));
             }
-            conn.buf.reserve(READ_ROOM);
+            conn.buf.reserve(BODY_READ_ROOM);
             match conn.io.try_read_buf(&mut conn.buf) {
                 Ok(0) if matches!(this.decode, Decode::Close) => {
                     this.conn = None;
