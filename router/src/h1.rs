@@ -533,6 +533,13 @@ impl<F: FnOnce(Conn)> Streaming<F> {
         body
     }
 
+    /// The body failed: its connection closes, and the error goes to the client's side.
+    fn fail(&mut self, e: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.decode = Decode::Done;
+        Poll::Ready(Some(Err(e)))
+    }
+
     /// The body has ended: its connection goes back if it can carry another request.
     fn finish(&mut self) {
         self.decode = Decode::Done;
@@ -586,42 +593,31 @@ impl<F: FnOnce(Conn) + Unpin> HttpBody for Streaming<F> {
                     return Poll::Ready(None);
                 }
                 Ok(Step::NeedMore) => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.decode = Decode::Done;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+                Err(e) => return this.fail(e.into()),
             }
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
-                this.conn = None;
-                this.decode = Decode::Done;
-                return Poll::Ready(Some(Err(e.into())));
+                return this.fail(e.into());
             }
             conn.buf.reserve(BODY_READ_ROOM);
             match conn.io.try_read_buf(&mut conn.buf) {
+                // A body that runs to the close ends there, and its connection with it.
                 Ok(0) if matches!(this.decode, Decode::Close) => {
                     this.conn = None;
                     this.decode = Decode::Done;
                     return Poll::Ready(None);
                 }
                 Ok(0) => {
-                    this.conn = None;
-                    this.decode = Decode::Done;
-                    return Poll::Ready(Some(Err(H1Error::Framing(
-                        "upstream closed the connection inside the response body",
-                    )
-                    .into())));
+                    return this.fail(
+                        H1Error::Framing("upstream closed the connection inside the response body")
+                            .into(),
+                    );
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.decode = Decode::Done;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+                Err(e) => return this.fail(e.into()),
             }
         }
     }

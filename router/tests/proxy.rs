@@ -909,6 +909,10 @@ async fn scripted_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUs
                                 .to_vec(),
                         ),
                         "/nocontent" => parts.push(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
+                        "/cut" => {
+                            parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhal".to_vec());
+                            close = true;
+                        }
                         "/head" => parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n".to_vec()),
                         "/big" => {
                             parts.push(b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec());
@@ -1117,6 +1121,25 @@ async fn own_exchange_frames_every_kind_of_answer() {
         seen.contains(&format!("host: 127.0.0.1:{}\r\n", router.port)),
         "{seen}"
     );
+
+    // A body cut short by the upstream's close fails on the client's side too, never passing
+    // as complete; the connection is not used again.
+    let before = count();
+    let resp = client
+        .request(
+            http::Request::get(format!("http://127.0.0.1:{}/cut", router.port))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "a cut body is an error"
+    );
+    assert_eq!(get(&client, router.port, "/", &[]).await.1, "ok");
+    assert!(count() > before, "a new connection after the cut one");
 
     // Two differing lengths: refused with 502, never passed on.
     let (status, body, _) = get(&client, router.port, "/conflict", &[]).await;
