@@ -25,6 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version,
     header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    request::Parts,
 };
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::{
@@ -129,20 +130,33 @@ pub struct Outgoing<'a> {
     pub body: &'a Bytes,
 }
 
-impl Outgoing<'_> {
-    /// Whether the method is idempotent (RFC 9110 §9.2.2): sent again when a reused
-    /// connection turns out closed.
-    pub fn idempotent(&self) -> bool {
-        matches!(
-            *self.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        )
+impl<'a> Outgoing<'a> {
+    /// The request `parts` describe, with `body`: origin-form target, `skip` and `host` as
+    /// the fields say.
+    pub fn new(
+        parts: &'a Parts,
+        skip: fn(&HeaderName, &HeaderValue) -> bool,
+        host: Option<&'a str>,
+        body: &'a Bytes,
+    ) -> Self {
+        Outgoing {
+            method: &parts.method,
+            target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            headers: &parts.headers,
+            skip,
+            host,
+            body,
+        }
     }
+}
+
+/// Whether a method is idempotent (RFC 9110 §9.2.2): a request that may have reached its
+/// upstream can be sent again.
+pub fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 // === impl Conn ===

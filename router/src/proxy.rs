@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version,
     header::{self, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, UPGRADE},
     request::Parts,
 };
@@ -173,6 +173,13 @@ fn error_response(kind: ErrorKind) -> Response<Body> {
     r
 }
 
+/// How an attempt goes out: exchanged by this task from the client's request (cleartext
+/// HTTP/1.1 with the body at hand), or as a request built for hyper's client.
+enum Outbound<'a> {
+    Own(&'a crate::upstream::Http1Client, Bytes),
+    Built(Request<Body>),
+}
+
 /// The request body: buffered (replayable) or streamed once.
 enum ReqBody {
     Buffered(Bytes),
@@ -277,10 +284,7 @@ async fn forward(
 
     let retry = rule.policy().retry.as_ref().filter(|_| body.replayable());
     let attempts = 1 + retry.map_or(0, |r| u32::from(r.attempts));
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    );
+    let idempotent = crate::h1::idempotent(&parts.method);
     let mut backoff = retry
         .and_then(|r| r.backoff)
         .map_or(Duration::from_millis(25), |d| d.0);
@@ -298,19 +302,15 @@ async fn forward(
         // Cleartext HTTP/1.1 with the body at hand is sent straight from the client's request
         // by this task (crate::h1); otherwise an upstream request is built for hyper's client,
         // the last attempt taking the request's headers and earlier ones copying them.
-        let own = client
-            .own()
-            .filter(|_| client_upgrade.is_none())
-            .zip(body.bytes());
-        let upstream = match own {
-            Some(_) => None,
-            None => {
+        let outbound = match client.own().filter(|_| client_upgrade.is_none()) {
+            Some(http1) if let Some(bytes) = body.bytes() => Outbound::Own(http1, bytes),
+            _ => {
                 let headers = if more_after(attempt, attempts) {
                     Headers::Copy(&parts.headers)
                 } else {
                     Headers::Move(std::mem::take(&mut parts.headers))
                 };
-                Some(upstream_request(
+                Outbound::Built(upstream_request(
                     &parts,
                     headers,
                     (client, &endpoint.authority),
@@ -322,8 +322,8 @@ async fn forward(
         let _inflight = endpoint.start();
         let t0 = Instant::now();
         let sent = async {
-            match (own, upstream) {
-                (Some((http1, bytes)), _) => {
+            match outbound {
+                Outbound::Own(http1, bytes) => {
                     let host = (!parts.headers.contains_key(HOST)).then(|| {
                         parts
                             .uri
@@ -331,20 +331,10 @@ async fn forward(
                             .unwrap_or(&endpoint.authority)
                             .as_str()
                     });
-                    let out = crate::h1::Outgoing {
-                        method: &parts.method,
-                        target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                        headers: &parts.headers,
-                        skip: hop_by_hop,
-                        host,
-                        body: &bytes,
-                    };
+                    let out = crate::h1::Outgoing::new(&parts, hop_by_hop, host, &bytes);
                     http1.send_own(&endpoint, &out).await
                 }
-                (None, Some(upstream)) => client.request(&endpoint, upstream).await,
-                (None, None) => Err(crate::upstream::UpstreamError::Send(
-                    "no upstream request".into(),
-                )),
+                Outbound::Built(upstream) => client.request(&endpoint, upstream).await,
             }
         };
         let outcome = match rule.policy().timeouts.backend_request {

@@ -279,15 +279,7 @@ impl Http1Client {
             .await
             .map_err(UpstreamError::Send)?
             .to_bytes();
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let out = h1::Outgoing {
-            method: &parts.method,
-            target,
-            headers: &parts.headers,
-            skip: |_, _| false,
-            host: None,
-            body: &body,
-        };
+        let out = h1::Outgoing::new(&parts, |_, _| false, None, &body);
         self.send_own(endpoint, &out).await
     }
 
@@ -313,7 +305,8 @@ impl Http1Client {
             };
             match conn.exchange(out).await {
                 Ok(head) => return Ok(self.respond(endpoint, conn, head)),
-                Err(h1::H1Error::Closed { unsent }) if reused && (unsent || out.idempotent()) => {}
+                Err(h1::H1Error::Closed { unsent })
+                    if reused && (unsent || h1::idempotent(out.method)) => {}
                 Err(e) => return Err(UpstreamError::Send(e.into())),
             }
         }
