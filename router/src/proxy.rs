@@ -541,6 +541,21 @@ fn upstream_request(
     {
         out.insert(HOST, a);
     }
+    // A body of unknown length goes out chunked. hyper's client would add that itself for
+    // most methods, but sends GET, HEAD and CONNECT with no body at all: a GET with a body
+    // (a search API's, or any HTTP/2 client's request without content-length) would reach
+    // the upstream empty and be answered before the client has finished sending.
+    if protocol == Protocol::Http1
+        && !upgrade
+        && !req.body().is_end_stream()
+        && req.body().size_hint().exact().is_none()
+        && !req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        req.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     Ok(req)
 }
 

@@ -45,6 +45,9 @@ fn h2spec(args: &[&str]) -> (usize, Vec<String>) {
         })
         .unwrap_or_default();
     eprintln!("h2spec {args:?}: {summary}");
+    if let Some((_, failed)) = text.split_once("\nFailures:") {
+        eprintln!("h2spec {args:?} failures, as h2spec describes them:{failed}");
+    }
     assert!(
         summary.contains(" 0 skipped"),
         "no case may be skipped: {summary}"

@@ -852,6 +852,71 @@ async fn a_request_never_waits_behind_an_upload_its_upstream_answered_early() {
     uploading.abort();
 }
 
+/// A GET may carry a body (search APIs take their query so). Sent chunked by an HTTP/1.1
+/// client, or by an HTTP/2 client without content-length, it reaches the upstream whole,
+/// and the answer waits for it: hyper's client alone would send such a GET with no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_a_body_of_unknown_length_reaches_the_upstream_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up", false).await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
+        backends(&[("s", &[up.port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+
+    // HTTP/1.1, chunked.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /search HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nquery\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("up /search"), "{answer}");
+    assert_eq!(up.bodies.lock().unwrap().last().unwrap().as_ref(), b"query");
+
+    // HTTP/2 without content-length, the body sent in two parts; no answer before the end.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let req = http::Request::get(format!("http://svc:{}/h2search", router.port))
+        .body(Upload(rx))
+        .unwrap();
+    let answer = tokio::spawn(sender.send_request(req));
+    tx.send(Bytes::from_static(b"first ")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!answer.is_finished(), "answered before the body ended");
+    tx.send(Bytes::from_static(b"second")).await.unwrap();
+    drop(tx);
+    let resp = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"up /h2search");
+    assert_eq!(
+        up.bodies.lock().unwrap().last().unwrap().as_ref(),
+        b"first second"
+    );
+}
+
 /// A bare HTTP/1.1 upstream on loopback whose answer each path scripts (see
 /// `own_exchange_frames_every_kind_of_answer`); it counts the connections it accepts, and
 /// answers a POST to `/echo` with the length header and body it received.
