@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod h1;
+pub mod h1server;
 pub mod kube_source;
 pub mod proxy;
 pub mod server;

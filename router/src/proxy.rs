@@ -69,7 +69,7 @@ fn now_secs() -> (u64, u64) {
 /// Serves one request. Never fails: errors become responses with a classified status.
 pub async fn handle(
     shared: Arc<Shared>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     _peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -180,10 +180,49 @@ enum Outbound<'a> {
     Built(Request<Body>),
 }
 
+/// A client's request body: hyper's, or none at all (a request the router's own HTTP/1.1
+/// server read, see [`crate::h1server`]).
+#[derive(Debug)]
+pub enum ClientBody {
+    /// Read by hyper's server.
+    Hyper(Incoming),
+    /// No body.
+    Empty,
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx),
+            ClientBody::Empty => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::Empty => hyper::body::SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The request body: buffered (replayable) or streamed once.
 enum ReqBody {
     Buffered(Bytes),
-    Streaming(Option<Incoming>),
+    Streaming(Option<ClientBody>),
 }
 
 impl ReqBody {
@@ -222,7 +261,7 @@ async fn forward(
     backend: Option<usize>,
     sticky: Sticky,
     matched_prefix: Option<&str>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Response<Body>, ErrorKind> {
     for f in &rule.policy().filters {
         if let RuleFilter::Other(Filter::RequestRedirect { redirect }) = f {

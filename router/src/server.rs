@@ -3,6 +3,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
+    pin::Pin,
     sync::{Arc, Mutex, atomic::Ordering::Relaxed},
     time::{Duration, Instant},
 };
@@ -23,7 +24,7 @@ use crate::{
     admin,
     config::{self},
     conn::{self, Activity, Expired, Metered},
-    proxy,
+    h1server, proxy,
     state::{Registry, State},
     upstream::Clients,
 };
@@ -405,15 +406,20 @@ async fn serve<S>(
     let (service_activity, service_shared) = (activity.clone(), shared.clone());
     let service = service_fn(move |req| {
         let guard = service_activity.request();
-        let work = proxy::handle(service_shared.clone(), req, peer);
+        let work = proxy::handle(
+            service_shared.clone(),
+            req.map(proxy::ClientBody::Hyper),
+            peer,
+        );
         async move {
             let response = work.await?;
             Ok::<_, std::convert::Infallible>(response.map(|b| conn::Guarded::new(b, guard)))
         }
     });
-    let io = TokioIo::new(Metered::new(io, activity.clone()));
-    let watchdog = conn::watchdog(activity, shared.options.limits);
+    let io = Metered::new(io, activity.clone());
+    let watchdog = conn::watchdog(activity.clone(), shared.options.limits);
     if h2 {
+        let io = TokioIo::new(io);
         let conn = builders.h2_only.serve_connection(io, service);
         drive(
             conn,
@@ -425,11 +431,38 @@ async fn serve<S>(
         )
         .await;
     } else {
-        let conn = builders.auto.serve_connection_with_upgrades(io, service);
+        // Simple HTTP/1.1 requests on the router's own server; the first request that is not
+        // simple hands the connection, with the bytes read, to hyper's.
+        let stop = Arc::new(h1server::Stop::default());
+        let own = OwnConn {
+            serving: Box::pin(h1server::serve(
+                io,
+                shared.clone(),
+                peer,
+                activity.clone(),
+                stop.clone(),
+            )),
+            stop,
+        };
+        let Some(Some(rewound)) = drive(
+            own,
+            |c| c.stop.stop(),
+            watchdog,
+            peer,
+            &shared,
+            drain.clone(),
+        )
+        .await
+        else {
+            return;
+        };
+        let conn = builders
+            .auto
+            .serve_connection_with_upgrades(TokioIo::new(rewound), service);
         drive(
             conn,
             |c| c.graceful_shutdown(),
-            watchdog,
+            conn::watchdog(activity, shared.options.limits),
             peer,
             &shared,
             drain,
@@ -438,17 +471,36 @@ async fn serve<S>(
     }
 }
 
+/// A connection on the router's own HTTP/1.1 server, with the switch that stops it.
+struct OwnConn<F> {
+    serving: Pin<Box<F>>,
+    stop: Arc<h1server::Stop>,
+}
+
+impl<F: std::future::Future> std::future::Future for OwnConn<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.serving.as_mut().poll(cx)
+    }
+}
+
 /// Runs a connection to its end; on the watchdog's word or the drain, shuts it down gracefully
-/// (and, for the watchdog, drops it after [`CLOSE_GRACE`]).
-async fn drive<C, E>(
+/// (and, for the watchdog, drops it after [`CLOSE_GRACE`]). The connection's output when it
+/// ended well; `None` when it failed or was dropped.
+async fn drive<C, T, E>(
     conn: C,
     shutdown: fn(std::pin::Pin<&mut C>),
     watchdog: impl std::future::Future<Output = Expired>,
     peer: SocketAddr,
     shared: &Shared,
     mut drain: watch::Receiver<bool>,
-) where
-    C: std::future::Future<Output = Result<(), E>>,
+) -> Option<T>
+where
+    C: std::future::Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
     let mut conn = std::pin::pin!(conn);
@@ -458,10 +510,13 @@ async fn drive<C, E>(
     loop {
         tokio::select! {
             ended = conn.as_mut() => {
-                if let Err(e) = ended {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
+                return match ended {
+                    Ok(out) => Some(out),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        None
+                    }
+                };
             }
             expired = &mut watchdog, if !closing => {
                 let counter = match expired {
@@ -478,7 +533,7 @@ async fn drive<C, E>(
                 draining = true;
                 shutdown(conn.as_mut());
             }
-            () = &mut hard_close, if closing => return,
+            () = &mut hard_close, if closing => return None,
         }
     }
 }

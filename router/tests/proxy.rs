@@ -1210,3 +1210,161 @@ async fn own_exchange_frames_every_kind_of_answer() {
     let (status, body, _) = get(&client, router.port, "/conflict", &[]).await;
     assert_eq!(status, 502, "{body}");
 }
+
+/// Reads one HTTP/1.1 response from `s` (framed by content-length, chunked, or none for a
+/// HEAD): its head as text and its body.
+async fn read_response(
+    s: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+    head_request: bool,
+) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed before a response head");
+        pending.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(pending.drain(..head_end).collect()).unwrap();
+    let lower = head.to_ascii_lowercase();
+    let length = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let chunked = lower.contains("transfer-encoding: chunked");
+    let mut body = Vec::new();
+    if head_request {
+        return (head, body);
+    }
+    loop {
+        // Decode what is buffered; read more while the body is incomplete.
+        if let Some(n) = length.filter(|_| !chunked) {
+            if pending.len() >= n {
+                body = pending.drain(..n).collect();
+                return (head, body);
+            }
+        } else if chunked {
+            let mut at = 0;
+            let mut out = Vec::new();
+            let done = loop {
+                let Some(eol) = pending[at..].windows(2).position(|w| w == b"\r\n") else {
+                    break false;
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&pending[at..at + eol]).unwrap(), 16)
+                        .unwrap();
+                let start = at + eol + 2;
+                if size == 0 {
+                    if pending.len() >= start + 2 {
+                        at = start + 2;
+                        break true;
+                    }
+                    break false;
+                }
+                if pending.len() < start + size + 2 {
+                    break false;
+                }
+                out.extend_from_slice(&pending[start..start + size]);
+                at = start + size + 2;
+            };
+            if done {
+                pending.drain(..at);
+                body = out;
+                return (head, body);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("the body in time")
+            .unwrap();
+        assert!(n > 0, "closed inside a body");
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The router's own HTTP/1.1 server (router/src/h1server.rs) answers pipelined requests in
+/// order, gives a HEAD answer the upstream's length and no body, and hands the connection to
+/// hyper's server, bytes already read included, at the first request with a body; a client's
+/// `Connection: close` is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_http1_server_pipelines_hands_off_and_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("up", false).await;
+    let config = format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
+        backends(&[("s", &[up.port], "primary")])
+    );
+    let router = RouterProcess::start(&config).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+        .await
+        .unwrap();
+    // Three requests in one write, then a POST with its body split from its head, in the
+    // same write as the GET before it.
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nhost: x\r\n\r\nHEAD /two HTTP/1.1\r\nhost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET /four HTTP/1.1\r\nhost: x\r\n\r\nPOST /five HTTP/1.1\r\nhost: x\r\ncontent-length: 12\r\n\r\nfive",
+    )
+    .await
+    .unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut s, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("\r\ndate: "), "{head}");
+    assert_eq!(body, b"up /one");
+    let (head, body) = read_response(&mut s, &mut pending, true).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 7\r\n"),
+        "a HEAD answer keeps the upstream's length: {head}"
+    );
+    assert!(body.is_empty());
+    assert_eq!(
+        read_response(&mut s, &mut pending, false).await.1,
+        b"up /three"
+    );
+    assert_eq!(
+        read_response(&mut s, &mut pending, false).await.1,
+        b"up /four"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b" and six").await.unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut pending, false).await.1,
+        b"up /five"
+    );
+    assert_eq!(
+        up.bodies.lock().unwrap().last().unwrap().as_ref(),
+        b"five and six"
+    );
+    // The connection goes on under hyper's server.
+    s.write_all(b"GET /seven HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut pending, false).await.1,
+        b"up /seven"
+    );
+    assert!(pending.is_empty());
+
+    // Connection: close is answered, said back, and the connection closed.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /eight HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let text = String::from_utf8(all).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nup /eight"), "{text}");
+}
