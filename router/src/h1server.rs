@@ -30,14 +30,9 @@ use tokio::{
     sync::Notify,
 };
 
+use siskin_route::head::{self, HEAD_LIMIT, Head};
+
 use crate::{conn::Activity, proxy, server::Shared};
-
-/// A request head longer than this goes to hyper's server (which applies the configured
-/// header limit and answers 431 beyond it).
-pub const HEAD_LIMIT: usize = 8192;
-
-/// Most header fields a head may have on this path; more go to hyper.
-const MAX_HEADERS: usize = 64;
 
 /// Response bytes gathered before a write.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -239,79 +234,40 @@ where
 
 /// Parses a head at the start of `buf`; a simple request's head is taken out of it.
 fn parse(buf: &mut BytesMut) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
+    let h = match head::classify(buf) {
+        Head::Simple(h) => h,
+        Head::Partial => return Parsed::Partial,
+        Head::Other => return Parsed::Other,
     };
-    let (Some(method), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
+    let Ok(method) = Method::from_bytes(h.method.of(buf)) else {
         return Parsed::Other;
     };
-    if !path.starts_with('/') {
-        return Parsed::Other;
-    }
-    let mut close = false;
-    for h in parsed.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if h.value != b"0" {
-                return Parsed::Other;
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return Parsed::Other;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::Other;
-                }
-            }
-        }
-    }
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::Other;
-    };
-    let count = parsed.headers.len();
     // The head's bytes are shared by the target and the field values, not copied.
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let base = buf.as_ptr() as usize;
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        *span = (name, h.name.len(), value, h.value.len());
-    }
-    let path = (path.as_ptr() as usize - base, path.len());
-    let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path.0..path.0 + path.1)) else {
+    let bytes = buf.split_to(h.len).freeze();
+    let built = (|| {
+        let uri = Uri::from_maybe_shared(bytes.slice(h.target.range())).ok()?;
+        let mut map = HeaderMap::with_capacity(h.fields().len());
+        for (name, value) in h.fields() {
+            map.append(
+                HeaderName::from_bytes(name.of(&bytes)).ok()?,
+                HeaderValue::from_maybe_shared(bytes.slice(value.range())).ok()?,
+            );
+        }
+        Some((uri, map))
+    })();
+    let Some((uri, map)) = built else {
+        // Not expected after httparse; hyper's server decides, from the same bytes.
+        let mut back = BytesMut::from(&bytes[..]);
+        back.extend_from_slice(buf);
+        *buf = back;
         return Parsed::Other;
     };
-    let mut map = HeaderMap::with_capacity(count);
-    for &(n, nl, v, vl) in &spans[..count] {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&head[n..n + nl]),
-            HeaderValue::from_maybe_shared(head.slice(v..v + vl)),
-        ) else {
-            // Not expected after httparse; hyper's server decides.
-            let mut back = BytesMut::from(&head[..]);
-            back.extend_from_slice(buf);
-            *buf = back;
-            return Parsed::Other;
-        };
-        map.append(name, value);
-    }
     let mut req = Request::new(proxy::ClientBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
-    Parsed::Simple(req, close)
+    Parsed::Simple(req, h.close)
 }
 
 /// How a response body goes out.
@@ -420,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn simple_requests_are_taken_and_the_rest_left_to_hyper() {
+    fn a_simple_head_becomes_a_request_and_the_rest_stays_buffered() {
         let mut buf = BytesMut::from(
             &b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Two: 1\r\nx-two: 2\r\n\r\nGET /next"[..],
         );
@@ -428,6 +384,7 @@ mod tests {
             panic!("a plain GET is simple");
         };
         assert!(!close);
+        assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), "/a");
         assert_eq!(req.uri().query(), Some("b=1"));
         assert_eq!(req.headers()["host"], "x");
@@ -437,25 +394,7 @@ mod tests {
             parsed("GET / HTTP/1.1\r\nhost: x\r\n"),
             Parsed::Partial
         ));
-        let Parsed::Simple(_, close) =
-            parsed("HEAD / HTTP/1.1\r\nconnection: keep-alive, close\r\ncontent-length: 0\r\n\r\n")
-        else {
-            panic!("HEAD with connection: close is simple");
-        };
-        assert!(close);
-        for other in [
-            "POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
-            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
-            "GET / HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
-            "PUT / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n",
-            "GET / HTTP/1.0\r\n\r\n",
-            "GET http://x/ HTTP/1.1\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\n\r\n",
-            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "GET / HTTP/1.1\r\nbad header\r\n\r\n",
-        ] {
-            assert!(matches!(parsed(other), Parsed::Other), "{other:?}");
-        }
+        assert!(matches!(parsed("GET / HTTP/1.0\r\n\r\n"), Parsed::Other));
     }
 
     #[test]

@@ -133,3 +133,45 @@ pub fn request_head(data: &[u8]) {
     let again = normalize::path(&normal).expect("a normalized path normalizes");
     assert_eq!(again, normal, "normalizing is not idempotent for {path:?}");
 }
+
+/// An HTTP/1.1 request head as the router's own server classifies it: a simple head's parts
+/// lie inside it, its target is in origin form, no shorter prefix is a complete head, and it
+/// never carries a body, an upgrade or `Expect` (those go to hyper's server).
+pub fn server_head(data: &[u8]) {
+    use crate::head::{HEAD_LIMIT, Head, classify};
+    let Head::Simple(h) = classify(data) else {
+        return;
+    };
+    assert!(
+        h.len <= data.len() && h.len <= HEAD_LIMIT,
+        "head length {}",
+        h.len
+    );
+    let spans = [h.method, h.target]
+        .into_iter()
+        .chain(h.fields().iter().flat_map(|(n, v)| [*n, *v]));
+    for s in spans {
+        assert!(s.range().end <= h.len, "{s:?} lies outside the head");
+    }
+    assert!(!h.method.of(data).is_empty(), "empty method");
+    assert!(
+        h.target.of(data).starts_with(b"/"),
+        "target not in origin form"
+    );
+    for k in [0, h.len / 2, h.len - 1] {
+        assert!(
+            !matches!(classify(&data[..k]), Head::Simple(_)),
+            "a {k}-byte prefix of a {}-byte head is complete",
+            h.len
+        );
+    }
+    for (n, v) in h.fields() {
+        let (n, v) = (n.of(data), v.of(data));
+        for refused in [&b"transfer-encoding"[..], b"upgrade", b"expect"] {
+            assert!(!n.eq_ignore_ascii_case(refused), "a simple head has {n:?}");
+        }
+        if n.eq_ignore_ascii_case(b"content-length") {
+            assert_eq!(v, b"0", "a simple head declares a body");
+        }
+    }
+}

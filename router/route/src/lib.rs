@@ -10,6 +10,7 @@ mod compile;
 mod duration;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod head;
 mod model;
 pub mod normalize;
 mod report;

@@ -43,3 +43,8 @@ fn route_corpus() {
 fn request_head_corpus() {
     replay("request_head", siskin_route::fuzzing::request_head);
 }
+
+#[test]
+fn server_head_corpus() {
+    replay("server_head", siskin_route::fuzzing::server_head);
+}
