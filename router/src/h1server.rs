@@ -207,7 +207,14 @@ where
                 if framing == Framing::Chunked {
                     let _ = write!(out, "{:x}\r\n", data.len());
                 }
-                out.extend_from_slice(&data);
+                if data.len() >= WRITE_CHUNK / 4 {
+                    // A large piece is written as it is, after what was gathered before it.
+                    io.write_all(&out).await?;
+                    out.clear();
+                    io.write_all(&data).await?;
+                } else {
+                    out.extend_from_slice(&data);
+                }
                 if framing == Framing::Chunked {
                     out.extend_from_slice(b"\r\n");
                 }

@@ -14,7 +14,7 @@ mod support;
 use std::process::Command;
 
 use rcgen::{CertificateParams, KeyPair};
-use support::{RouterProcess, TempDir, Upstream, backends, free_port};
+use support::{RouterProcess, TempDir, Upstream, free_port, one_route};
 
 /// Runs h2spec; returns (cases run, titles of the failed cases). The path answers with a body
 /// of more than 5 bytes (the upstream echoes it), which the negative-window case needs to run
@@ -69,10 +69,7 @@ async fn h2spec_on_the_h2c_and_tls_listeners() {
     std::fs::write(&crt, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
     let tls_port = free_port();
-    let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[up.port], "primary")])
-    );
+    let config = one_route(up.port);
     let router = RouterProcess::start_with(
         &config,
         &[

@@ -15,20 +15,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{
-    RouterProcess, Upstream, backends, free_port, get, http1_client,
+    RouterProcess, Upstream, free_port, get, http1_client, one_route,
     tls::{Pki, handshake, write_atomically},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-fn one_backend(port: u16) -> String {
-    format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[port], "primary")])
-    )
-}
 
 /// The value of an unlabelled metric on the admin port.
 async fn metric(router: &RouterProcess, name: &str) -> u64 {
@@ -56,7 +49,7 @@ async fn read_to_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 async fn a_slow_request_head_is_cut_at_the_header_timeout() {
     let up = Upstream::start("up", false).await;
     let router = RouterProcess::start_with(
-        &one_backend(up.port),
+        &one_route(up.port),
         &[
             "--header-read-timeout-ms",
             "800",
@@ -111,7 +104,7 @@ async fn a_slow_request_head_is_cut_at_the_header_timeout() {
 async fn idle_keep_alive_connections_close_after_the_idle_timeout_not_before() {
     let up = Upstream::start("up", false).await;
     let router = RouterProcess::start_with(
-        &one_backend(up.port),
+        &one_route(up.port),
         &[
             "--header-read-timeout-ms",
             "400",
@@ -163,8 +156,7 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout_not_before() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_refused_and_counted() {
     let up = Upstream::start("up", false).await;
-    let router =
-        RouterProcess::start_with(&one_backend(up.port), &["--max-connections", "3"]).await;
+    let router = RouterProcess::start_with(&one_route(up.port), &["--max-connections", "3"]).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(router.addr()).await.unwrap());
@@ -268,7 +260,7 @@ async fn healthy_h2(router: &RouterProcess) {
 async fn http2_rapid_reset_ends_the_connection_with_enhance_your_calm() {
     let up = Upstream::start("up", false).await;
     up.delay_ms.store(200, SeqCst);
-    let router = RouterProcess::start(&one_backend(up.port)).await;
+    let router = RouterProcess::start(&one_route(up.port)).await;
     let (r, mut w) = h2c_open(&router).await.into_split();
     let reader = tokio::spawn(goaway_or_close(r));
     // 2,000 streams opened and cancelled at once, in batches (CVE-2023-44487).
@@ -310,7 +302,7 @@ async fn http2_rapid_reset_ends_the_connection_with_enhance_your_calm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_continuation_flood_is_cut_off() {
     let up = Upstream::start("up", false).await;
-    let router = RouterProcess::start(&one_backend(up.port)).await;
+    let router = RouterProcess::start(&one_route(up.port)).await;
     let (r, mut w) = h2c_open(&router).await.into_split();
     let reader = tokio::spawn(goaway_or_close(r));
     w.write_all(&frame(HEADERS, END_STREAM, 1, GET_ROOT))
@@ -377,7 +369,7 @@ async fn tls_by_sni_with_alpn_and_reload_without_dropping_connections() {
     let tls_port = free_port();
     let listen = format!("127.0.0.1:{tls_port}");
     let router = RouterProcess::start_with(
-        &one_backend(up.port),
+        &one_route(up.port),
         &[
             "--tls-listen",
             &listen,

@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use support::{RouterProcess, Upstream, backends, free_port, get, http1_client};
+use support::{RouterProcess, Upstream, backends, free_port, get, http1_client, one_route};
 
 fn split(primary: u32, canary: u32) -> String {
     format!(
@@ -511,10 +511,7 @@ async fn upgrade_passes_through_and_bytes_flow_both_ways() {
 async fn limits_overload_and_body_size() {
     let slow = Upstream::start("slow", false).await;
     slow.delay_ms.store(800, SeqCst);
-    let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[slow.port], "primary")])
-    );
+    let config = one_route(slow.port);
     let router = RouterProcess::start_with(
         &config,
         &["--max-concurrent-requests", "2", "--max-body-bytes", "16"],
@@ -556,10 +553,7 @@ async fn limits_overload_and_body_size() {
 async fn sigterm_drains_in_flight_requests() {
     let slow = Upstream::start("slow", false).await;
     slow.delay_ms.store(1000, SeqCst);
-    let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[slow.port], "primary")])
-    );
+    let config = one_route(slow.port);
     let mut router = RouterProcess::start_with(&config, &["--drain-seconds", "5"]).await;
     let client = http1_client();
     let port = router.port;
@@ -859,10 +853,7 @@ async fn a_request_never_waits_behind_an_upload_its_upstream_answered_early() {
 async fn a_get_with_a_body_of_unknown_length_reaches_the_upstream_whole() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up", false).await;
-    let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[up.port], "primary")])
-    );
+    let config = one_route(up.port);
     let router = RouterProcess::start(&config).await;
 
     // HTTP/1.1, chunked.
@@ -1296,10 +1287,7 @@ async fn read_response(
 async fn own_http1_server_pipelines_hands_off_and_closes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start("up", false).await;
-    let config = format!(
-        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
-        backends(&[("s", &[up.port], "primary")])
-    );
+    let config = one_route(up.port);
     let router = RouterProcess::start(&config).await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", router.port))
         .await

@@ -311,6 +311,14 @@ pub async fn get(
     (status, String::from_utf8_lossy(&body).to_string(), headers)
 }
 
+/// A configuration with one route to one backend `s` at `port`.
+pub fn one_route(port: u16) -> String {
+    format!(
+        "routes:\n- name: r\n  rules:\n  - backendRefs: [{{name: s}}]\n{}",
+        backends(&[("s", &[port], "primary")])
+    )
+}
+
 pub fn backends(list: &[(&str, &[u16], &str)]) -> String {
     let mut out = String::from("backends:\n");
     for (name, ports, role) in list {
