@@ -45,7 +45,8 @@ pub const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Room kept free in the read buffer before each read of a response head.
 const READ_ROOM: usize = 4096;
-/// Room kept free before each read of a streamed body (fewer reads for large ones).
+/// Room kept free before each read of a streamed body (fewer reads for large ones); a body of
+/// known length gets room for what is left of it, between [`READ_ROOM`] and this.
 const BODY_READ_ROOM: usize = 32 * 1024;
 
 /// Why an exchange failed.
@@ -615,7 +616,15 @@ impl<F: FnOnce(Conn) + Unpin> HttpBody for Streaming<F> {
             if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
                 return this.fail(e.into());
             }
-            conn.buf.reserve(BODY_READ_ROOM);
+            // Room for what is left of a body of known length, up to BODY_READ_ROOM: a small
+            // body read apart from its head does not grow the buffer eightfold.
+            let room = match this.decode {
+                Decode::Length(left) => usize::try_from(left).map_or(BODY_READ_ROOM, |l| {
+                    l.clamp(READ_ROOM.min(BODY_READ_ROOM), BODY_READ_ROOM)
+                }),
+                _ => BODY_READ_ROOM,
+            };
+            conn.buf.reserve(room);
             match conn.io.try_read_buf(&mut conn.buf) {
                 // A body that runs to the close ends there, and its connection with it.
                 Ok(0) if matches!(this.decode, Decode::Close) => {
