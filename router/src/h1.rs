@@ -48,6 +48,10 @@ const READ_ROOM: usize = 4096;
 /// Room kept free before each read of a streamed body (fewer reads for large ones); a body of
 /// known length gets room for what is left of it, between [`READ_ROOM`] and this.
 const BODY_READ_ROOM: usize = 32 * 1024;
+const _: () = assert!(
+    READ_ROOM <= BODY_READ_ROOM,
+    "a body's room is clamped between them"
+);
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -619,9 +623,8 @@ impl<F: FnOnce(Conn) + Unpin> HttpBody for Streaming<F> {
             // Room for what is left of a body of known length, up to BODY_READ_ROOM: a small
             // body read apart from its head does not grow the buffer eightfold.
             let room = match this.decode {
-                Decode::Length(left) => usize::try_from(left).map_or(BODY_READ_ROOM, |l| {
-                    l.clamp(READ_ROOM.min(BODY_READ_ROOM), BODY_READ_ROOM)
-                }),
+                Decode::Length(left) => usize::try_from(left)
+                    .map_or(BODY_READ_ROOM, |l| l.clamp(READ_ROOM, BODY_READ_ROOM)),
                 _ => BODY_READ_ROOM,
             };
             conn.buf.reserve(room);
